@@ -1,0 +1,253 @@
+"""Configuration: frozen dataclasses per stage, read from YAML, overridable from the command line.
+
+A config file has one mapping per section (``data``, ``space``, ...); every key is optional and
+defaults to the paper's value. Unknown keys, wrong types and malformed overrides raise
+:class:`~fasterseg.errors.ConfigError` naming the file, the key and what was expected.
+
+Float fields also accept a fraction written as a string, e.g. ``"8/12"``, because the method's
+width multipliers are twelfths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .errors import ConfigError
+from .io import atomic_write_text
+
+PAPER_WIDTHS = (4 / 12, 6 / 12, 8 / 12, 10 / 12, 1.0)
+PAPER_OPS = ("skip", "conv", "conv_downup", "conv_2x", "conv_2x_downup")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset and augmentation.
+
+    ``dataset`` is ``cityscapes`` (Cityscapes folder layout; the synthetic data uses it too) or
+    ``camvid``. ``crop`` is (height, width); ``scales`` are the random rescale factors;
+    ``downsample`` shrinks every image before augmentation (the search uses 2);
+    ``label_stride`` shrinks labels after cropping for /8 supervision (the search uses 8).
+    """
+
+    dataset: str = "cityscapes"
+    root: str = "runs/data/synthetic"
+    train_split: str = "train"
+    val_split: str = "val"
+    crop: tuple[int, int] = (512, 1024)
+    scales: tuple[float, ...] = (0.75, 1.0, 1.25)
+    flip: bool = True
+    downsample: int = 1
+    label_stride: int = 1
+    batch_size: int = 12
+    workers: int = 2
+    seed: int = 12345
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """The search space (section 1 of the method): layers, base channels, widths, operators.
+
+    Stem and head widths are per role: the teacher runs at full width, the student at 8/12.
+    ``gumbel_temperature`` is the student's width-sampling temperature (1 as published).
+    """
+
+    layers: int = 16
+    fch: int = 12
+    width_choices: tuple[float, ...] = PAPER_WIDTHS
+    ops: tuple[str, ...] = PAPER_OPS
+    num_classes: int = 19
+    teacher_stem_width: float = 1.0
+    teacher_head_width: float = 1.0
+    student_stem_width: float = 8 / 12
+    student_head_width: float = 8 / 12
+    gumbel_temperature: float = 1.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """All sections of one run. Sections are added here as stages are implemented."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"a list of {len(args)} values ({', '.join(_type_name(a) for a in args)})"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Return ``value`` converted to ``tp``, or raise ConfigError naming ``where``."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise bad
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is type(None):
+        if value is None:
+            return None
+        raise bad
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(Fraction(value.replace(" ", "")))
+            except (ValueError, ZeroDivisionError):
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise TypeError(f"config type {tp!r} of {where} is not supported")
+
+
+def _unknown_key(source: str, where: str, key: str, valid: list[str]) -> ConfigError:
+    prefix = f"{where}." if where else ""
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
+    return ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
+
+
+def _build(cls: type, data: Any, source: str, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and types recursively."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{where or 'top level'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(source, where, str(key), names)
+        tp = hints[key]
+        path = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, source, path)
+        else:
+            kwargs[key] = _coerce(value, tp, f"{source}: '{path}'")
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any] | None, source: str = "<dict>") -> Config:
+    """Build a validated :class:`Config` from a plain mapping; ``source`` names it in errors."""
+    return _build(Config, data, source, "")
+
+
+def _set_path(data: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected section.key=value")
+    path, raw = override.split("=", 1)
+    keys = path.strip().split(".")
+    if len(keys) < 2 or not all(keys):
+        raise ConfigError(f"override {override!r}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {override!r}: value is not valid YAML ({exc})") from None
+    node = data
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: '{k}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping from ``path``; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()
+) -> Config:
+    """Load a config file (or the defaults when ``path`` is None) and apply overrides.
+
+    ``overrides`` are strings ``section.key=value``; the value is parsed as YAML
+    (``data.crop=[256,512]``, ``space.ops=[conv,conv_2x]``).
+    """
+    data = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "<defaults>"
+    for ov in overrides:
+        _set_path(data, ov)
+    if overrides:
+        source += " (with overrides)"
+    return config_from_dict(data, source)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, YAML-friendly dict (tuples become lists) of a config dataclass."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def save_config(cfg: Any, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML (atomically); it loads back to an equal config."""
+    return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -1,0 +1,62 @@
+"""Registries: the only place where strings from configs and files become classes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A named mapping from string keys to objects, filled by a decorator.
+
+    Example::
+
+        OPS = Registry("OPS")
+
+        @OPS.register("conv")
+        class Conv(nn.Module): ...
+
+        OPS.get("conv")  # -> Conv
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._items: dict[str, T] = {}
+
+    def register(self, key: str) -> Callable[[T], T]:
+        """Decorator that registers its target under ``key``; a duplicate key is an error."""
+
+        def deco(obj: T) -> T:
+            if key in self._items:
+                raise KeyError(
+                    f"{self.name}: {key!r} is already registered (to {self._items[key]!r}); "
+                    "choose another name"
+                )
+            self._items[key] = obj
+            return obj
+
+        return deco
+
+    def get(self, key: str) -> T:
+        """Return the object registered under ``key``; a KeyError lists the valid keys."""
+        try:
+            return self._items[key]
+        except KeyError:
+            raise KeyError(
+                f"{self.name}: unknown key {key!r}; registered: {', '.join(sorted(self._items))}"
+            ) from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def keys(self) -> list[str]:
+        """Registered keys in registration order."""
+        return list(self._items)
