@@ -32,12 +32,17 @@ VERSION = 1
 NUM_SCALES = 3
 
 
-def nf(scale_index: int, width: float, fch: int) -> int:
-    """Channels at scale index ``scale_index`` (0 = /8) for width multiplier ``width``.
+def nf(rate: int, width: float, fch: int) -> int:
+    """Channels of a feature at down-sampling ``rate`` (2, 4, 8, 16, 32) and width multiplier.
 
-    ``round(8 * 2**scale_index * fch * width)``: 96/192/384 at width 1 with Fch 12.
+    ``round(rate * fch * width)``: 96/192/384 at /8, /16, /32 for width 1 and Fch 12.
     """
-    return int(round(8 * 2**scale_index * fch * width))
+    return int(round(rate * fch * width))
+
+
+def scale_rate(scale_index: int) -> int:
+    """Down-sampling rate of scale index 0, 1, 2: 8, 16, 32."""
+    return 8 * 2**scale_index
 
 
 @dataclass(frozen=True)

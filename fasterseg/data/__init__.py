@@ -1,0 +1,1 @@
+"""Datasets, label tables, augmentation and loaders."""

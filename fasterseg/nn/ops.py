@@ -1,0 +1,185 @@
+"""The FasterSeg candidate operators (method section 1.1), registered in :data:`OPS`.
+
+Every operator has the constructor ``(c_in, c_out, stride, *, out_choices=None,
+resize_mode="bilinear")`` and the forward ``(x, c_out=None) -> Tensor``:
+
+* ``c_in``/``c_out`` are the channel counts (the largest ones when slimmable);
+* ``stride`` is 1 or 2 (2 halves the resolution);
+* ``out_choices`` (supernet only) lists every output channel count the op may be asked for;
+  the op is then slimmable and ``forward`` takes the requested ``c_out``; the input width is
+  read from ``x``. Fixed-width ops (``out_choices=None``) ignore ``c_out``.
+
+The supernet and the derived network build the same classes; a user adds an operator by
+registering a class with this interface (see docs/extending.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..registry import Registry
+from .layers import ConvNorm, make_conv, make_norm, resize, run_conv
+
+OPS: Registry[type[nn.Module]] = Registry("OPS")
+
+
+def _halved(x: Tensor) -> tuple[int, int]:
+    return x.shape[-2] // 2, x.shape[-1] // 2
+
+
+@OPS.register("skip")
+class Skip(nn.Module):
+    """Identity at stride 1 and equal widths; a 1x1 ConvNorm at stride 1 when the width changes
+    (always so in the supernet); at stride 2 a factorised reduce: two 1x1 stride-2 convs, on x
+    and on x shifted by one pixel, each giving half the channels, concatenated -> BN -> ReLU."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        *,
+        out_choices: Sequence[int] | None = None,
+        resize_mode: str = "bilinear",
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        self.slimmable = out_choices is not None
+        self.identity = stride == 1 and not self.slimmable and c_in == c_out
+        if stride == 1 and not self.identity:
+            self.proj = ConvNorm(c_in, c_out, 1, out_choices=out_choices)
+        elif stride == 2:
+            if c_out % 2:
+                raise ValueError(f"skip at stride 2 needs an even c_out, got {c_out}")
+            self.conv_a = make_conv(c_in, c_out // 2, 1, 2, slimmable=self.slimmable)
+            self.conv_b = make_conv(c_in, c_out // 2, 1, 2, slimmable=self.slimmable)
+            self.bn = make_norm(c_out, out_choices)
+            self.relu = nn.ReLU()
+
+    def forward(self, x: Tensor, c_out: int | None = None) -> Tensor:
+        """(N, C_in, H, W) -> (N, C_out, H/stride, W/stride)."""
+        if self.identity:
+            return x
+        if self.stride == 1:
+            return self.proj(x, c_out)
+        half = None if c_out is None else c_out // 2
+        a = run_conv(self.conv_a, x, half)
+        b = run_conv(self.conv_b, x[:, :, 1:, 1:], half)
+        return self.relu(self.bn(torch.cat([a, b], dim=1)))
+
+
+@OPS.register("conv")
+class Conv(nn.Module):
+    """3x3 conv (stride s) -> BN -> ReLU; no residual add."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        *,
+        out_choices: Sequence[int] | None = None,
+        resize_mode: str = "bilinear",
+    ) -> None:
+        super().__init__()
+        self.conv = ConvNorm(c_in, c_out, 3, stride, out_choices=out_choices)
+
+    def forward(self, x: Tensor, c_out: int | None = None) -> Tensor:
+        """(N, C_in, H, W) -> (N, C_out, H/stride, W/stride)."""
+        return self.conv(x, c_out)
+
+
+@OPS.register("conv_2x")
+class Conv2x(nn.Module):
+    """3x3 conv (stride s) -> BN -> ReLU -> 3x3 conv -> BN -> ReLU."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        *,
+        out_choices: Sequence[int] | None = None,
+        resize_mode: str = "bilinear",
+    ) -> None:
+        super().__init__()
+        self.conv1 = ConvNorm(c_in, c_out, 3, stride, out_choices=out_choices)
+        self.conv2 = ConvNorm(c_out, c_out, 3, 1, out_choices=out_choices)
+
+    def forward(self, x: Tensor, c_out: int | None = None) -> Tensor:
+        """(N, C_in, H, W) -> (N, C_out, H/stride, W/stride)."""
+        return self.conv2(self.conv1(x, c_out), c_out)
+
+
+@OPS.register("conv_downup")
+class ConvDownUp(nn.Module):
+    """Zoomed conv: resize to half size -> 3x3 conv -> BN -> [stride 1: resize back] -> ReLU."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        *,
+        out_choices: Sequence[int] | None = None,
+        resize_mode: str = "bilinear",
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        self.resize_mode = resize_mode
+        self.conv = ConvNorm(c_in, c_out, 3, 1, relu=False, out_choices=out_choices)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: Tensor, c_out: int | None = None) -> Tensor:
+        """(N, C_in, H, W) -> (N, C_out, H/stride, W/stride)."""
+        out = self.conv(resize(x, _halved(x), self.resize_mode), c_out)
+        if self.stride == 1:
+            out = resize(out, x.shape[-2:], self.resize_mode)
+        return self.relu(out)
+
+
+@OPS.register("conv_2x_downup")
+class Conv2xDownUp(nn.Module):
+    """Zoomed double conv: resize to half -> conv-BN-ReLU -> conv-BN -> [stride 1: resize back]
+    -> ReLU; both convs have stride 1 (the resize does the down-sampling)."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        *,
+        out_choices: Sequence[int] | None = None,
+        resize_mode: str = "bilinear",
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        self.resize_mode = resize_mode
+        self.conv1 = ConvNorm(c_in, c_out, 3, 1, out_choices=out_choices)
+        self.conv2 = ConvNorm(c_out, c_out, 3, 1, relu=False, out_choices=out_choices)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: Tensor, c_out: int | None = None) -> Tensor:
+        """(N, C_in, H, W) -> (N, C_out, H/stride, W/stride)."""
+        out = self.conv2(self.conv1(resize(x, _halved(x), self.resize_mode), c_out), c_out)
+        if self.stride == 1:
+            out = resize(out, x.shape[-2:], self.resize_mode)
+        return self.relu(out)
+
+
+def build_op(
+    name: str,
+    c_in: int,
+    c_out: int,
+    stride: int,
+    *,
+    out_choices: Sequence[int] | None = None,
+    resize_mode: str = "bilinear",
+) -> nn.Module:
+    """Build the operator registered as ``name`` (a KeyError lists the registered names)."""
+    if stride not in (1, 2):
+        raise ValueError(f"operator {name!r}: stride must be 1 or 2, got {stride}")
+    return OPS.get(name)(c_in, c_out, stride, out_choices=out_choices, resize_mode=resize_mode)
