@@ -25,7 +25,9 @@ def _size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 256x512, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected HEIGHTxWIDTH such as 256x512, got {text!r}"
+        ) from None
     if h <= 0 or w <= 0:
         raise argparse.ArgumentTypeError(f"height and width must be positive, got {text!r}")
     return h, w
@@ -152,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
             """
         ),
     )
-    score.add_argument("pred_dir", type=Path, help="folder of prediction PNGs (searched recursively)")
+    score.add_argument(
+        "pred_dir", type=Path, help="folder of prediction PNGs (searched recursively)"
+    )
     score.add_argument("--gt", required=True, type=Path, help="dataset root holding gtFine/")
     score.add_argument("--split", default="val", help="split to score (default val)")
     score.add_argument(
@@ -174,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A group without an action (``fasterseg``, ``fasterseg data``): show what exists.
         target = parser
         if args.command is not None:
-            target = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001
+            target = parser._subparsers._group_actions[0].choices[args.command]
         target.print_help()
         return 2
     try:

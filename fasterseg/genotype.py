@@ -37,7 +37,7 @@ def nf(rate: int, width: float, fch: int) -> int:
 
     ``round(rate * fch * width)``: 96/192/384 at /8, /16, /32 for width 1 and Fch 12.
     """
-    return int(round(rate * fch * width))
+    return round(rate * fch * width)
 
 
 def scale_rate(scale_index: int) -> int:
@@ -104,9 +104,7 @@ class Genotype:
             self._validate_branch(src, b, branch, allowed)
         return self
 
-    def _validate_branch(
-        self, src: str, b: int, branch: Branch, allowed: set[str] | None
-    ) -> None:
+    def _validate_branch(self, src: str, b: int, branch: Branch, allowed: set[str] | None) -> None:
         where = f"{src}: branches[{b}]"
         n = len(branch.ops)
         if n == 0:
@@ -121,13 +119,16 @@ class Genotype:
                 raise GenotypeError(f"{where}.ops[{i}]: expected an operator name, got {op!r}")
             if allowed is not None and op not in allowed:
                 raise GenotypeError(
-                    f"{where}.ops[{i}]: unknown operator {op!r}; known: {', '.join(sorted(allowed))}"
+                    f"{where}.ops[{i}]: unknown operator {op!r}; "
+                    f"known: {', '.join(sorted(allowed))}"
                 )
         for i, s in enumerate(branch.path):
             if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < NUM_SCALES:
                 raise GenotypeError(f"{where}.path[{i}]: expected 0, 1 or 2, got {s!r}")
         if branch.path[0] != 0:
-            raise GenotypeError(f"{where}.path[0]: a branch starts at scale 0 (/8), got {branch.path[0]}")
+            raise GenotypeError(
+                f"{where}.path[0]: a branch starts at scale 0 (/8), got {branch.path[0]}"
+            )
         for i in range(1, n):
             step = branch.path[i] - branch.path[i - 1]
             if step not in (0, 1):
@@ -183,8 +184,17 @@ class Genotype:
             raise GenotypeError(
                 f"{source}: 'version' {data.get('version')!r} is not supported (expected {VERSION})"
             )
-        known = {"format", "version", "name", "fch", "stem_width", "head_width",
-                 "width_choices", "branches", "meta"}
+        known = {
+            "format",
+            "version",
+            "name",
+            "fch",
+            "stem_width",
+            "head_width",
+            "width_choices",
+            "branches",
+            "meta",
+        }
         for key in data:
             if key not in known:
                 raise GenotypeError(f"{source}: unknown field {key!r}")

@@ -146,20 +146,22 @@ def cityscapes_samples(root: str | os.PathLike, split: str) -> list[Sample]:
     img_dir = root / "leftImg8bit" / split
     gt_dir = root / "gtFine" / split
     _require_dir(img_dir, f"split {split!r}", CITYSCAPES_LAYOUT)
-    images = {
-        p.name[: -len("_leftImg8bit.png")]: p for p in img_dir.glob("*/*_leftImg8bit.png")
-    }
+    images = {p.name[: -len("_leftImg8bit.png")]: p for p in img_dir.glob("*/*_leftImg8bit.png")}
     labels = (
         {p.name[: -len("_gtFine_labelIds.png")]: p for p in gt_dir.glob("*/*_gtFine_labelIds.png")}
         if gt_dir.is_dir()
         else {}
     )
     if not images:
-        raise DataError(f"{img_dir}: no *_leftImg8bit.png images; expected layout {CITYSCAPES_LAYOUT}")
+        raise DataError(
+            f"{img_dir}: no *_leftImg8bit.png images; expected layout {CITYSCAPES_LAYOUT}"
+        )
     labeled = split != "test" or bool(labels)
     if labeled:
         if not gt_dir.is_dir():
-            raise DataError(f"{gt_dir}: label folder not found; expected layout {CITYSCAPES_LAYOUT}")
+            raise DataError(
+                f"{gt_dir}: label folder not found; expected layout {CITYSCAPES_LAYOUT}"
+            )
         for stem in sorted(images.keys() - labels.keys()):
             raise DataError(
                 f"{images[stem]}: no label file; expected "
@@ -187,7 +189,9 @@ def camvid_samples(root: str | os.PathLike, split: str) -> list[Sample]:
     for stem in sorted(images.keys() - labels.keys()):
         raise DataError(f"{images[stem]}: no label file; expected {gt_dir / (stem + '.png')}")
     for stem in sorted(labels.keys() - images.keys()):
-        raise DataError(f"{labels[stem]}: label without an image; expected {img_dir / (stem + '.png')}")
+        raise DataError(
+            f"{labels[stem]}: label without an image; expected {img_dir / (stem + '.png')}"
+        )
     return [Sample(images[k], labels[k], k) for k in sorted(images)]
 
 

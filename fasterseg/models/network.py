@@ -28,8 +28,10 @@ def _layer_specs(geno: Genotype, branch: Branch) -> list[_LayerKey]:
     strides = branch.strides()
     specs = []
     for i, (op, s) in enumerate(zip(branch.ops, branch.path)):
-        c_in = nf(8, geno.stem_width, geno.fch) if i == 0 else nf(
-            scale_rate(s), branch.widths[i - 1], geno.fch
+        c_in = (
+            nf(8, geno.stem_width, geno.fch)
+            if i == 0
+            else nf(scale_rate(s), branch.widths[i - 1], geno.fch)
         )
         c_out = nf(scale_rate(s) * strides[i], branch.widths[i], geno.fch)
         specs.append(_LayerKey(op, s, strides[i], c_in, c_out))
@@ -77,8 +79,11 @@ class Network(nn.Module):
         self.num_classes = num_classes
         self.resize_mode = resize_mode
         g, h = genotype, genotype.head_width
-        self.stem = Stem(2 * nf(2, g.stem_width, g.fch), 2 * nf(4, g.stem_width, g.fch),
-                         nf(8, g.stem_width, g.fch))
+        self.stem = Stem(
+            2 * nf(2, g.stem_width, g.fch),
+            2 * nf(4, g.stem_width, g.fch),
+            nf(8, g.stem_width, g.fch),
+        )
 
         # Layers as a prefix tree: a node is shared by every branch that reaches it through
         # identical layers; a branch's last layer is never shared.
@@ -97,8 +102,9 @@ class Network(nn.Module):
                 else:
                     node = len(self.layers)
                     self.layers.append(
-                        build_op(spec.op, spec.c_in, spec.c_out, spec.stride,
-                                 resize_mode=resize_mode)
+                        build_op(
+                            spec.op, spec.c_in, spec.c_out, spec.stride, resize_mode=resize_mode
+                        )
                     )
                     self._parents.append(parent)
                     if shareable:
@@ -119,8 +125,11 @@ class Network(nn.Module):
             blocks = []
             for s in range(last - 1, -1, -1):
                 c_coarse = nf(scale_rate(s + 1), h, g.fch)
-                blocks.append(FusionBlock(c_coarse, ch[s], nf(scale_rate(s), h, g.fch),
-                                          resize_mode=resize_mode))
+                blocks.append(
+                    FusionBlock(
+                        c_coarse, ch[s], nf(scale_rate(s), h, g.fch), resize_mode=resize_mode
+                    )
+                )
             self.aggregate.append(nn.ModuleList(blocks))
             self._agg_sources.append(feats)
 
@@ -135,8 +144,9 @@ class Network(nn.Module):
             if c32:
                 self.aux32 = Head(c32[0], num_classes)
             c16 = 0
-            for b, (branch, specs) in enumerate(zip(g.branches,
-                                                     (_layer_specs(g, x) for x in g.branches))):
+            for b, (branch, specs) in enumerate(
+                zip(g.branches, (_layer_specs(g, x) for x in g.branches))
+            ):
                 if branch.last_scale == 1:
                     self._aux16_sources.append((b, len(branch.ops) - 1))
                     c16 += specs[-1].c_out

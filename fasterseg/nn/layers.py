@@ -126,7 +126,10 @@ class ConvNorm(nn.Module):
 
 
 class Head(nn.Module):
-    """3x3 ConvNorm in -> mid, then 1x1 conv (with bias) to classes; mid = in if in <= 256 else in//2."""
+    """3x3 ConvNorm in -> mid, then a 1x1 conv (with bias) to the classes.
+
+    mid = in if in <= 256 else in // 2, as in the reference.
+    """
 
     def __init__(self, c_in: int, num_classes: int) -> None:
         super().__init__()

@@ -34,7 +34,7 @@ def _halved(x: Tensor) -> tuple[int, int]:
 class Skip(nn.Module):
     """Identity at stride 1 and equal widths; a 1x1 ConvNorm at stride 1 when the width changes
     (always so in the supernet); at stride 2 a factorised reduce: two 1x1 stride-2 convs, on x
-    and on x shifted by one pixel, each giving half the channels, concatenated -> BN -> ReLU."""
+    and on x shifted by one pixel, giving half the channels each, concatenated -> BN -> ReLU."""
 
     def __init__(
         self,
@@ -52,10 +52,8 @@ class Skip(nn.Module):
         if stride == 1 and not self.identity:
             self.proj = ConvNorm(c_in, c_out, 1, out_choices=out_choices)
         elif stride == 2:
-            if c_out % 2:
-                raise ValueError(f"skip at stride 2 needs an even c_out, got {c_out}")
             self.conv_a = make_conv(c_in, c_out // 2, 1, 2, slimmable=self.slimmable)
-            self.conv_b = make_conv(c_in, c_out // 2, 1, 2, slimmable=self.slimmable)
+            self.conv_b = make_conv(c_in, c_out - c_out // 2, 1, 2, slimmable=self.slimmable)
             self.bn = make_norm(c_out, out_choices)
             self.relu = nn.ReLU()
 
@@ -66,8 +64,9 @@ class Skip(nn.Module):
         if self.stride == 1:
             return self.proj(x, c_out)
         half = None if c_out is None else c_out // 2
+        rest = None if c_out is None else c_out - c_out // 2
         a = run_conv(self.conv_a, x, half)
-        b = run_conv(self.conv_b, x[:, :, 1:, 1:], half)
+        b = run_conv(self.conv_b, x[:, :, 1:, 1:], rest)
         return self.relu(self.bn(torch.cat([a, b], dim=1)))
 
 
