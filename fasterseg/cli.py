@@ -87,6 +87,27 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- profile
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from .models import load_genotype
+    from .models.profile import profile_genotype
+
+    for name, value in (("--height", args.height), ("--width", args.width)):
+        if value % 32:
+            raise UserError(f"{name} {value} is not divisible by 32 (the network's output stride)")
+    result = profile_genotype(
+        load_genotype(args.arch), height=args.height, width=args.width, num_classes=args.classes
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{result['name']} at {args.height}x{args.width}, {args.classes} classes")
+        print(f"  params (deployable):   {result['params'] / 1e6:.3f} M")
+        print(f"  params (with aux):     {result['params_with_aux'] / 1e6:.3f} M")
+        print(f"  MACs (thop, batch 1):  {result['macs'] / 1e9:.2f} G")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fasterseg`` command."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -165,6 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
         help='print {"miou", "pixel_accuracy", "per_class_iou", "images"} as JSON',
     )
     score.set_defaults(func=_cmd_score)
+
+    profile = sub.add_parser(
+        "profile",
+        formatter_class=fmt,
+        help="parameters and MACs of an architecture",
+        description=textwrap.dedent(
+            """\
+            Count the parameters and multiply-accumulates (thop, batch 1) of the derived
+            network of ARCH: a published name (fasterseg-student, fasterseg-teacher) or a
+            genotype JSON file. "params" is the deployable network; "params_with_aux"
+            includes the training-only auxiliary heads.
+
+            example:
+              fasterseg profile fasterseg-student --height 1024 --width 2048 --json
+            """
+        ),
+    )
+    profile.add_argument("arch", help="published name or genotype .json file")
+    profile.add_argument("--height", type=_positive, default=1024, help="input height (1024)")
+    profile.add_argument("--width", type=_positive, default=2048, help="input width (2048)")
+    profile.add_argument("--classes", type=_positive, default=19, help="output classes (19)")
+    profile.add_argument("--json", action="store_true", help="print one JSON object")
+    profile.set_defaults(func=_cmd_profile)
     return parser
 
 

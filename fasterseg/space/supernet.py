@@ -18,9 +18,10 @@ from torch import Tensor, nn
 
 from ..config import SpaceConfig
 from ..decode import ArchParams
+from ..errors import ConfigError
 from ..genotype import nf, scale_rate
 from ..nn.layers import FusionBlock, Head, Stem
-from ..nn.ops import build_op
+from ..nn.ops import OPS, build_op
 from .roles import Role, WidthMode
 
 NUM_SCALES = 3
@@ -120,7 +121,16 @@ class SuperNet(nn.Module):
         super().__init__()
         space = space if space is not None else SpaceConfig()
         if space.layers < 6:
-            raise ValueError(f"space.layers must be at least 6, got {space.layers}")
+            raise ConfigError(f"space.layers must be at least 6, got {space.layers}")
+        for i, name in enumerate(space.ops):
+            if name not in OPS:
+                raise ConfigError(
+                    f"space.ops[{i}]: unknown operator {name!r}; registered: {', '.join(OPS)}"
+                )
+        if not space.width_choices or not all(0 < w <= 1 for w in space.width_choices):
+            raise ConfigError(
+                f"space.width_choices must be numbers in (0, 1], got {list(space.width_choices)}"
+            )
         self.space = space
         self.layers = space.layers
         self.op_names = tuple(space.ops)

@@ -1,0 +1,458 @@
+"""Decoding: architecture parameters of one supernet role -> :class:`~fasterseg.genotype.Genotype`.
+
+A pure function module (numpy only): it follows the reference decoder (``train/model_seg.py``:
+``betas2path``, ``path2widths``, ``alphas2ops_path_width``, ``network_metas``) generalised from
+16 to any number of layers ``L >= 6``. One branch ending at scale index ``last`` (0 = /8,
+1 = /16, 2 = /32) is decoded in three steps:
+
+1. **Path.** A stride vector ``downs`` (length ``L``; ``downs[l] = 1`` means layer ``l`` has
+   stride 2) is read from the softmaxed betas; ``path[l] = sum(downs[:l])`` is the *input*
+   scale of layer ``l``.
+2. **Widths.** ``width[l-1]`` is the width choice with the largest ratio logit at the output of
+   layer ``l-1`` (scale ``path[l]``); the last layer uses ``head_width``.
+3. **Ops and skip compaction.** Each layer takes the argmax of its alpha row. Stride-1 ``skip``
+   layers are deleted (at most ``L - min_len`` of them, ``min_len = round(L/3) + 2*last``, the
+   most probable first); every other skip is replaced by the next-best op. A segment after a
+   down layer (up to the next down layer or the end) that would consist only of skips keeps
+   its least probable skip, forbidden, as a real op.
+
+The reference has a few quirks (down layer one layer early for last=1, betas re-softmaxed once
+per decode call, alpha edits shared between the branches, forbidden skips still counting
+towards the removal quota); :class:`DecodeOptions` reproduces each one by default and turns on
+the corrected behaviour when set to False.
+
+Ties are broken as in the reference (first maximum for argmax and the beta search, the later
+layer for the least probable skip, layer order for equal skip probabilities). Probabilities are
+computed in the parameters' own float dtype; values equal in exact arithmetic can still differ
+by one rounding step, and numpy's ``exp`` rounds differently from torch's, so such exact ties
+(which trained, continuous parameters practically never produce) may resolve differently from
+the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, GenotypeError
+from .genotype import Branch, Genotype
+
+SKIP = "skip"
+MIN_LAYERS = 6
+
+
+@dataclass(frozen=True)
+class ArchParams:
+    """Architecture parameters (logits) of one supernet role, as the supernet exports them.
+
+    ``L`` = number of layers, ``P`` = number of ops, ``K`` = number of width choices.
+
+    * ``alphas``: shapes (L, P), (L-1, P), (L-2, P); row ``r`` of ``alphas[s]`` is the cell at
+      scale ``s`` in layer ``r + s``; column order = the op list.
+    * ``betas``: shapes (L-2, 2) for scale 1 (cells at layers 2..L-1) and (L-3, 2) for scale 2
+      (cells at layers 3..L-1); column 0 = from-down, column 1 = from-keep.
+    * ``ratios``: shapes (L-1, K), (L-1, K), (L-2, K); ``ratios[s][k]`` is the output width at
+      scale ``s`` of layer ``k`` (s = 0, 1) or of layer ``k + 1`` (s = 2). None for a role that
+      runs at full width (the teacher).
+
+    Arrays may be numpy arrays or torch tensors (read through ``.detach().cpu()``).
+    """
+
+    alphas: tuple[Any, Any, Any]
+    betas: tuple[Any, Any]
+    ratios: tuple[Any, Any, Any] | None = None
+
+    @property
+    def num_layers(self) -> int:
+        """Number of layers ``L`` (rows of ``alphas[0]``)."""
+        return len(self.alphas[0])
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Each field reproduces a documented quirk of the reference (True, default) or turns on the
+    corrected behaviour (False).
+
+    * ``reference_last1_offset``: for last=1 the down layer is read from beta1 row ``r*`` (the
+      scale-16 cell at layer ``r* + 2``, whose from-down weight says layer ``r* + 1`` was the
+      down layer). The reference sets ``downs[r*] = 1``, one layer early; corrected:
+      ``downs[r* + 1] = 1``.
+    * ``reference_resoftmax``: the reference softmaxes the same betas list in place once per
+      decode call, in the order last = 0, 1, 2, so branch ``last`` sees betas softmaxed
+      ``last + 1`` times. This keeps the last=1 argmax (two columns: a monotone map) but can
+      reorder the last=2 products. Corrected: softmax applied once.
+    * ``reference_shared_alpha_edits``: the reference decodes last = 0, 1, 2 in that order on the
+      same alpha arrays and sets a skip logit to -inf in place whenever it forbids or replaces
+      a skip, so the bans made for one branch persist into the later ones. Corrected: every
+      branch is decoded from the original alphas.
+    * ``reference_stale_skip_quota``: the reference ranks the removable skips for the
+      ``L - min_len`` quota *including* a skip it has just forbidden in an all-skip segment;
+      that skip is then kept (as its next-best op) but still uses one slot of the quota, so
+      fewer skips may be removed than allowed. Corrected: forbidden skips leave the ranking.
+    """
+
+    reference_last1_offset: bool = True
+    reference_resoftmax: bool = True
+    reference_shared_alpha_edits: bool = True
+    reference_stale_skip_quota: bool = True
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """One decoded branch plus what decode records about it in ``Genotype.meta``."""
+
+    branch: Branch
+    full_path: tuple[int, ...]
+    removed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Params:
+    """Validated numpy copies of an :class:`ArchParams`."""
+
+    alphas: tuple[np.ndarray, np.ndarray, np.ndarray]
+    betas: tuple[np.ndarray, np.ndarray]
+    ratios: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    num_layers: int
+
+
+def decode_branch(
+    arch: ArchParams,
+    last: int,
+    *,
+    ops: Sequence[str],
+    width_choices: Sequence[float],
+    head_width: float,
+    forbid_skip: bool,
+    options: DecodeOptions = DecodeOptions(),
+) -> Branch:
+    """Decode the branch ending at scale index ``last`` (0 = /8, 1 = /16, 2 = /32).
+
+    ``ops`` names the alpha columns (P entries); ``width_choices`` the ratio columns (K
+    entries); ``forbid_skip`` (the teacher) never picks the op named ``"skip"``. With
+    ``options.reference_shared_alpha_edits`` the branches last = 0 .. ``last`` - 1 are decoded
+    first on the same alpha copy, so the result equals the reference's branch ``last``.
+    The caller's arrays are never modified. Returns a Branch with ``n <= L`` layers.
+    """
+    params = _prepare(arch, ops, width_choices)
+    _check_last(last)
+    if options.reference_shared_alpha_edits:
+        decoded = _decode_in_reference_order(
+            params, last, ops, width_choices, head_width, forbid_skip, options
+        )
+        return decoded[last].branch
+    alphas = [a.copy() for a in params.alphas]
+    return _decode_one(
+        params, alphas, last, ops, width_choices, head_width, forbid_skip, options
+    ).branch
+
+
+def decode(
+    arch: ArchParams,
+    lasts: Sequence[int] = (2, 1),
+    *,
+    name: str,
+    ops: Sequence[str],
+    fch: int,
+    stem_width: float,
+    head_width: float,
+    width_choices: Sequence[float],
+    forbid_skip: bool,
+    options: DecodeOptions = DecodeOptions(),
+    meta: dict | None = None,
+) -> Genotype:
+    """Decode the branches ending at the scale indices ``lasts`` into a validated Genotype.
+
+    Branches come in the order of ``lasts`` (``(2, 1)``: the /32 branch first, then /16).
+    ``meta`` is copied into ``Genotype.meta``; decode adds a ``"decode"`` entry with the lasts,
+    the options, and per branch the full L-layer path before skip removal and the removed
+    layer indices. Raises GenotypeError for malformed parameters, ConfigError for bad lasts or
+    ops, and GenotypeError when the result fails validation (e.g. 1.0 not among
+    ``width_choices`` for a role without ratios).
+    """
+    params = _prepare(arch, ops, width_choices)
+    lasts = tuple(lasts)
+    if not lasts:
+        raise ConfigError("decode: 'lasts' must name at least one branch (0, 1 or 2)")
+    for last in lasts:
+        _check_last(last)
+    if meta is not None and "decode" in meta:
+        raise GenotypeError("decode: meta key 'decode' is reserved for the decoding record")
+    if options.reference_shared_alpha_edits:
+        decoded = _decode_in_reference_order(
+            params, max(lasts), ops, width_choices, head_width, forbid_skip, options
+        )
+    else:
+        decoded = {
+            last: _decode_one(
+                params, [a.copy() for a in params.alphas], last, ops, width_choices,
+                head_width, forbid_skip, options,
+            )
+            for last in set(lasts)
+        }
+    record = {
+        "lasts": [int(last) for last in lasts],
+        "options": asdict(options),
+        "forbid_skip": bool(forbid_skip),
+        "num_layers": params.num_layers,
+        "branches": [
+            {
+                "last": int(last),
+                "full_path": list(decoded[last].full_path),
+                "removed_layers": list(decoded[last].removed),
+            }
+            for last in lasts
+        ],
+    }
+    return Genotype(
+        name=name,
+        fch=fch,
+        stem_width=stem_width,
+        head_width=head_width,
+        width_choices=tuple(float(w) for w in width_choices),
+        branches=tuple(decoded[last].branch for last in lasts),
+        meta={**(meta or {}), "decode": record},
+    ).validate()
+
+
+def _decode_in_reference_order(
+    params: _Params,
+    up_to: int,
+    ops: Sequence[str],
+    width_choices: Sequence[float],
+    head_width: float,
+    forbid_skip: bool,
+    options: DecodeOptions,
+) -> dict[int, _Decoded]:
+    """Decode last = 0 .. ``up_to`` in order on one alpha copy, as the reference does."""
+    alphas = [a.copy() for a in params.alphas]
+    return {
+        last: _decode_one(
+            params, alphas, last, ops, width_choices, head_width, forbid_skip, options
+        )
+        for last in range(up_to + 1)
+    }
+
+
+def _decode_one(
+    params: _Params,
+    alphas: list[np.ndarray],
+    last: int,
+    ops: Sequence[str],
+    width_choices: Sequence[float],
+    head_width: float,
+    forbid_skip: bool,
+    options: DecodeOptions,
+) -> _Decoded:
+    """Decode one branch; skip bans are written into ``alphas`` (the caller's working copy)."""
+    n_layers = params.num_layers
+    times = last + 1 if options.reference_resoftmax else 1
+    beta1 = _softmax(params.betas[0], times)
+    beta2 = _softmax(params.betas[1], times)
+    downs = _downs(beta1, beta2, last, n_layers, options.reference_last1_offset)
+    path = _path(downs)
+    widths = _widths(path, params.ratios, width_choices, head_width)
+    skip = list(ops).index(SKIP) if SKIP in ops else None
+    if skip is not None and forbid_skip:
+        for a in alphas:
+            a[:, skip] = -np.inf
+    op_ids, kept = _ops_and_compaction(
+        alphas, path, downs, skip, last, options.reference_stale_skip_quota
+    )
+    kept_downs = [downs[k] for k in kept]
+    branch = Branch(
+        ops=tuple(ops[i] for i in op_ids),
+        path=tuple(_path(kept_downs)),
+        widths=(*(widths[k] for k in kept[:-1]), float(head_width)),
+    )
+    kept_set = set(kept)
+    removed = tuple(k for k in range(n_layers) if k not in kept_set)
+    return _Decoded(branch=branch, full_path=tuple(path), removed=removed)
+
+
+def _downs(
+    beta1: np.ndarray, beta2: np.ndarray, last: int, n_layers: int, last1_offset: bool
+) -> list[int]:
+    """Stride vector (length L) from softmaxed betas: ``downs[l] = 1`` where layer l has stride 2.
+
+    ``beta1``: (L-2, 2), row r = scale-16 cell at layer r+2; ``beta2``: (L-3, 2), row r =
+    scale-32 cell at layer r+3. A from-down weight at a cell in layer c says layer c-1 went down.
+    """
+    downs = [0] * n_layers
+    if last == 1:
+        # rows 1..L-4 only, as the reference (betas[1][1:-1]); first maximum wins
+        r_star = 1 + int(np.argmax(beta1[1:-1, 0]))
+        downs[r_star if last1_offset else r_star + 1] = 1
+    elif last == 2:
+        # exhaustive search over the reference's ranges; strict > keeps the first maximum and
+        # the (0, 1) fallback when every product is 0
+        best, best_ij = 0.0, (0, 1)
+        for j in range(n_layers - 4):
+            for i in range(1, j - 1):
+                prob = beta1[i, 0] * beta2[j, 0]
+                if prob > best:
+                    best, best_ij = prob, (i, j)
+        downs[best_ij[0] + 1] = 1
+        downs[best_ij[1] + 2] = 1
+    return downs
+
+
+def _path(downs: Sequence[int]) -> list[int]:
+    """Input scale of every layer: ``path[l] = sum(downs[:l])``."""
+    return [int(sum(downs[:layer])) for layer in range(len(downs))]
+
+
+def _widths(
+    path: Sequence[int],
+    ratios: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    width_choices: Sequence[float],
+    head_width: float,
+) -> list[float]:
+    """Output width of every layer of the full path (length L; the last is ``head_width``)."""
+    widths = []
+    for layer in range(1, len(path)):
+        scale = path[layer]
+        if ratios is None:
+            widths.append(1.0)
+        else:
+            # row of the output of layer-1 at its output scale (ArchParams.ratios layout)
+            row = layer - 2 if scale == 2 else layer - 1
+            widths.append(float(width_choices[int(np.argmax(ratios[scale][row]))]))
+    return [*widths, float(head_width)]
+
+
+def _ops_and_compaction(
+    alphas: list[np.ndarray],
+    path: Sequence[int],
+    downs: Sequence[int],
+    skip: int | None,
+    last: int,
+    stale_quota: bool,
+) -> tuple[list[int], list[int]]:
+    """Op index per kept layer and the kept layer indices (ascending); edits ``alphas``.
+
+    Mirrors ``alphas2ops_path_width``: removable = stride-1 layers whose argmax is skip.
+    """
+    n_layers = len(path)
+
+    def row(layer: int) -> np.ndarray:
+        return alphas[path[layer]][layer - path[layer]]
+
+    if skip is None:
+        return [int(np.argmax(row(k))) for k in range(n_layers)], list(range(n_layers))
+    min_len = int(np.round(n_layers / 3)) + 2 * last
+    candidates = [
+        (k, _softmax(row(k), 1)[skip])
+        for k in range(n_layers)
+        if not downs[k] and int(np.argmax(row(k))) == skip
+    ]
+    removable = {k for k, _ in candidates}
+    banned = set()
+    down_layers = [k for k in range(n_layers) if downs[k]]
+    if down_layers:
+        # segments: after each down layer up to the next down layer, and after the last down
+        # layer up to the end (the layers before the first down layer form no segment)
+        bounds = [*down_layers, n_layers]
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            segment = range(start + 1, stop)
+            if len(segment) and all(k in removable for k in segment):
+                # least probable skip; on ties the later layer, like the reference's <=
+                scores = [_softmax(row(k), 1)[skip] for k in segment]
+                least = segment[len(scores) - 1 - int(np.argmin(scores[::-1]))]
+                row(least)[skip] = -np.inf
+                banned.add(least)
+    if not stale_quota:
+        candidates = [c for c in candidates if c[0] not in banned]
+    quota = n_layers - min_len
+    if len(candidates) > quota:
+        # stable sort, most probable first; equal probabilities keep layer order
+        candidates = sorted(candidates, key=lambda c: c[1], reverse=True)[:quota]
+    removable = {k for k, _ in candidates}
+    op_ids, kept = [], []
+    for k in range(n_layers):
+        r = row(k)
+        op = int(np.argmax(r))
+        if op == skip:
+            if k in removable:
+                continue
+            r[skip] = -np.inf
+            op = int(np.argmax(r))
+        op_ids.append(op)
+        kept.append(k)
+    return op_ids, kept
+
+
+def _softmax(x: np.ndarray, times: int) -> np.ndarray:
+    """Softmax over the last axis, applied ``times`` times, in the array's own float dtype."""
+    for _ in range(times):
+        e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+        x = e / e.sum(axis=-1, keepdims=True)
+    return x
+
+
+def _check_last(last: Any) -> None:
+    if not isinstance(last, (int, np.integer)) or isinstance(last, bool) or last not in (0, 1, 2):
+        raise ConfigError(f"decode: a branch 'last' must be 0, 1 or 2 (/8, /16, /32), got {last!r}")
+
+
+def _to_numpy(value: Any, key: str) -> np.ndarray:
+    """A float copy of a numpy array or torch tensor (float32 stays float32, like the reference)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    array = np.array(value, copy=True)
+    if not np.issubdtype(array.dtype, np.floating):
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(
+            array.dtype, np.complexfloating
+        ):
+            raise GenotypeError(f"arch params: {key} must hold real numbers, got {array.dtype}")
+        array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise GenotypeError(f"arch params: {key} contains non-finite values (NaN or inf)")
+    return array
+
+
+def _prepare(arch: ArchParams, ops: Sequence[str], width_choices: Sequence[float]) -> _Params:
+    """Validate shapes against ``ops`` / ``width_choices`` and return numpy copies."""
+    ops = list(ops)
+    if not ops or not all(isinstance(o, str) for o in ops) or len(set(ops)) != len(ops):
+        raise ConfigError(f"decode: 'ops' must be a non-empty list of distinct names, got {ops!r}")
+    if SKIP in ops and len(ops) < 2:
+        raise ConfigError("decode: 'ops' holds only 'skip'; a replacement op is needed")
+    if not len(width_choices):
+        raise ConfigError("decode: 'width_choices' must not be empty")
+    if len(arch.alphas) != 3 or len(arch.betas) != 2:
+        raise GenotypeError(
+            f"arch params: expected 3 alphas and 2 betas, got {len(arch.alphas)} and "
+            f"{len(arch.betas)}"
+        )
+    alphas = tuple(_to_numpy(a, f"alphas[{s}]") for s, a in enumerate(arch.alphas))
+    n_layers = alphas[0].shape[0] if alphas[0].ndim == 2 else -1
+    if n_layers < MIN_LAYERS:
+        raise GenotypeError(
+            f"arch params: alphas[0] must have shape (L, {len(ops)}) with L >= {MIN_LAYERS}, "
+            f"got {alphas[0].shape}"
+        )
+    betas = tuple(_to_numpy(b, f"betas[{s}]") for s, b in enumerate(arch.betas))
+    expected = {
+        **{f"alphas[{s}]": (a, (n_layers - s, len(ops))) for s, a in enumerate(alphas)},
+        "betas[0]": (betas[0], (n_layers - 2, 2)),
+        "betas[1]": (betas[1], (n_layers - 3, 2)),
+    }
+    ratios = None
+    if arch.ratios is not None:
+        if len(arch.ratios) != 3:
+            raise GenotypeError(f"arch params: expected 3 ratios, got {len(arch.ratios)}")
+        ratios = tuple(_to_numpy(r, f"ratios[{s}]") for s, r in enumerate(arch.ratios))
+        k = len(width_choices)
+        for s, rows in enumerate((n_layers - 1, n_layers - 1, n_layers - 2)):
+            expected[f"ratios[{s}]"] = (ratios[s], (rows, k))
+    for key, (array, shape) in expected.items():
+        if array.shape != shape:
+            raise GenotypeError(
+                f"arch params: {key} has shape {array.shape}, expected {shape} "
+                f"(L = {n_layers}, {len(ops)} ops, {len(width_choices)} width choices)"
+            )
+    return _Params(alphas=alphas, betas=betas, ratios=ratios, num_layers=n_layers)
