@@ -143,3 +143,24 @@ def test_stems_follow_role_widths():
 def test_bad_space_is_a_config_error(space, match):
     with pytest.raises(ConfigError, match=match):
         SuperNet(space)
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("lasts", [(2, 0), (2, 1)])
+def test_decoded_genotype_builds_a_network(net, role, lasts):
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in net.arch_parameters(role):
+            p.normal_()
+    geno = net.genotype(role, lasts)
+    assert [b.last_scale for b in geno.branches] == list(lasts)
+    assert geno.stem_width == net.role_widths[role][0]
+    if role is Role.TEACHER:
+        assert all("skip" not in b.ops for b in geno.branches)
+        assert all(w == 1.0 for b in geno.branches for w in b.widths)
+    else:
+        assert all(w in net.width_choices for b in geno.branches for w in b.widths[:-1])
+    from fasterseg.models import create_model
+
+    out = create_model(geno, num_classes=5).eval()(torch.randn(1, 3, 64, 64))
+    assert out.shape == (1, 5, 64, 64)

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import SpaceConfig
-from ..decode import ArchParams
+from ..decode import ArchParams, DecodeOptions, decode
 from ..errors import ConfigError
-from ..genotype import nf, scale_rate
+from ..genotype import Genotype, nf, scale_rate
 from ..nn.layers import FusionBlock, Head, Stem
 from ..nn.ops import OPS, build_op
 from .roles import Role, WidthMode
@@ -211,6 +211,35 @@ class SuperNet(nn.Module):
             alphas=np_(self.alphas(role)),
             betas=np_(self.betas(role)),
             ratios=None if ratios is None else np_(ratios),
+        )
+
+    def genotype(
+        self,
+        role: Role | str,
+        lasts: Sequence[int] = (2, 1),
+        *,
+        name: str | None = None,
+        options: DecodeOptions | None = None,
+        meta: dict | None = None,
+    ) -> Genotype:
+        """Decode ``role``'s current architecture parameters into a Genotype (section 5).
+
+        The teacher is decoded with ``skip`` forbidden; stem and head widths are the role's.
+        """
+        role = Role(role)
+        stem_w, head_w = self.role_widths[role]
+        return decode(
+            self.export_arch(role),
+            lasts,
+            name=name or f"{role.value}-{''.join(map(str, lasts))}",
+            ops=self.op_names,
+            fch=self.space.fch,
+            stem_width=stem_w,
+            head_width=head_w,
+            width_choices=self.width_choices,
+            forbid_skip=role is Role.TEACHER,
+            options=options or DecodeOptions(),
+            meta=meta,
         )
 
     # ------------------------------------------------------------ widths
