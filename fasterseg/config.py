@@ -81,12 +81,15 @@ class Config:
     space: SpaceConfig = field(default_factory=SpaceConfig)
 
 
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}"
+            return f"a list of {_PLURAL.get(args[0], _type_name(args[0]))}"
         return f"a list of {len(args)} values ({', '.join(_type_name(a) for a in args)})"
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
@@ -97,14 +100,14 @@ def _type_name(tp: Any) -> str:
     )
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Return ``value`` converted to ``tp``, or raise ConfigError naming ``where``."""
+def _coerce(value: Any, tp: Any, source: str, where: str) -> Any:
+    """Return ``value`` converted to ``tp``, or raise ConfigError naming ``source`` and key."""
     origin = typing.get_origin(tp)
-    bad = ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    bad = ConfigError(f"{source}: '{where}': expected {_type_name(tp)}, got {value!r}")
     if origin in (Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:
-                return _coerce(value, arg, where)
+                return _coerce(value, arg, source, where)
             except ConfigError:
                 continue
         raise bad
@@ -113,10 +116,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise bad
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+            return tuple(_coerce(v, args[0], source, f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise bad
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(
+            _coerce(v, a, source, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))
+        )
     if tp is type(None):
         if value is None:
             return None
@@ -147,9 +152,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def _unknown_key(source: str, where: str, key: str, valid: list[str]) -> ConfigError:
     prefix = f"{where}." if where else ""
+    # At the top level the keys are section names; say so, since that is what the user typed.
+    what = "key" if where else "section"
     close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
-    return ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
+    if close:
+        hint = f"; did you mean '{prefix}{close[0]}'?"
+    else:
+        hint = f"; valid {what}s: {', '.join(valid)}"
+    return ConfigError(f"{source}: unknown {what} '{prefix}{key}'{hint}")
 
 
 def _build(cls: type, data: Any, source: str, where: str) -> Any:
@@ -169,7 +179,7 @@ def _build(cls: type, data: Any, source: str, where: str) -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value, source, path)
         else:
-            kwargs[key] = _coerce(value, tp, f"{source}: '{path}'")
+            kwargs[key] = _coerce(value, tp, source, path)
     return cls(**kwargs)
 
 
@@ -178,24 +188,34 @@ def config_from_dict(data: dict[str, Any] | None, source: str = "<dict>") -> Con
     return _build(Config, data, source, "")
 
 
-def _set_path(data: dict[str, Any], override: str) -> None:
+def _set_path(data: dict[str, Any], override: str, source: str) -> None:
+    """Apply one ``section.key=value`` override to the raw mapping ``data`` (from ``source``)."""
+    where = f"{source}: override {override!r}"
     if "=" not in override:
-        raise ConfigError(f"override {override!r}: expected section.key=value")
+        raise ConfigError(f"{where}: expected section.key=value (no '=' found)")
     path, raw = override.split("=", 1)
     keys = path.strip().split(".")
     if len(keys) < 2 or not all(keys):
-        raise ConfigError(f"override {override!r}: expected section.key=value")
+        raise ConfigError(f"{where}: expected section.key=value, got key {path.strip()!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {override!r}: value is not valid YAML ({exc})") from None
+        raise ConfigError(f"{where}: value is not valid YAML ({_one_line(exc)})") from None
     node = data
     for k in keys[:-1]:
-        child = node.setdefault(k, {})
+        child = node.get(k)
+        # An empty section in YAML (``data:``) reads as None; it is valid and means "defaults".
+        if child is None:
+            child = node[k] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"override {override!r}: '{k}' is not a section")
+            raise ConfigError(f"{where}: '{k}' is not a section (it is {child!r})")
         node = child
     node[keys[-1]] = value
+
+
+def _one_line(exc: Exception) -> str:
+    """PyYAML's multi-line error text on one line (messages must fit one line)."""
+    return " ".join(str(exc).split())
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -205,16 +225,21 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_one_line(exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections (data:, space:, ...), "
+            f"got a {type(data).__name__}"
+        )
     return data
 
 
@@ -229,7 +254,7 @@ def load_config(
     data = read_yaml(path) if path is not None else {}
     source = str(path) if path is not None else "<defaults>"
     for ov in overrides:
-        _set_path(data, ov)
+        _set_path(data, ov, source)
     if overrides:
         source += " (with overrides)"
     return config_from_dict(data, source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -44,8 +45,12 @@ class Registry(Generic[T]):
         try:
             return self._items[key]
         except KeyError:
+            valid = sorted(self._items)
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise KeyError(
-                f"{self.name}: unknown key {key!r}; registered: {', '.join(sorted(self._items))}"
+                f"{self.name}: unknown key {key!r}; {hint}"
+                f"registered: {', '.join(valid) if valid else '(none)'}"
             ) from None
 
     def __contains__(self, key: object) -> bool:

@@ -33,11 +33,15 @@ class Sample:
     name: str
 
 
+# Single-channel modes whose pixel values are label ids (16/32-bit ones are range-checked).
+_LABEL_MODES = ("L", "P", "I", "I;16")
+
+
 def read_image(path: Path) -> np.ndarray:
-    """Read an RGB image as a (H, W, 3) uint8 array; a corrupt file raises DataError."""
+    """Read an RGB image as a writable (H, W, 3) uint8 array; a corrupt file raises DataError."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -48,15 +52,17 @@ def read_label(path: Path) -> np.ndarray:
     """Read a single-channel label PNG as a (H, W) uint8 array; errors name the file."""
     try:
         with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I", "I;16"):
-                raise DataError(
-                    f"{path}: label image must be single-channel (mode L or P), got mode {im.mode}"
-                )
-            arr = np.asarray(im)
+            mode = im.mode
+            arr = np.asarray(im) if mode in _LABEL_MODES else None
     except FileNotFoundError:
         raise DataError(f"{path}: label file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot read label image ({exc})") from None
+    if arr is None:
+        raise DataError(
+            f"{path}: label image must be single-channel (mode L or P) holding label ids, "
+            f"got mode {mode}"
+        )
     if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
         bad = np.unique(arr[(arr > 255) | (arr < 0)])[:10].tolist()
         raise DataError(f"{path}: label values {bad} are outside the label table")
@@ -139,6 +145,26 @@ def _require_dir(path: Path, what: str, layout: str) -> None:
         raise DataError(f"{path}: {what} not found; expected layout {layout}")
 
 
+def _check_pairs(
+    images: dict[str, Path],
+    labels: dict[str, Path],
+    label_for: Callable[[Path, str], Path],
+    image_for: Callable[[Path, str], Path],
+) -> None:
+    """Raise DataError naming the first image without a label (or label without an image)."""
+    for found, other, expected_for, problem in (
+        (images, labels, label_for, "no label file"),
+        (labels, images, image_for, "label without an image"),
+    ):
+        missing = sorted(found.keys() - other.keys())
+        if missing:
+            stem = missing[0]
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise DataError(
+                f"{found[stem]}: {problem}; expected {expected_for(found[stem], stem)}{more}"
+            )
+
+
 def cityscapes_samples(root: str | os.PathLike, split: str) -> list[Sample]:
     """List the image/label pairs of a Cityscapes-layout folder (labels optional on ``test``)."""
     root = Path(root)
@@ -162,16 +188,12 @@ def cityscapes_samples(root: str | os.PathLike, split: str) -> list[Sample]:
             raise DataError(
                 f"{gt_dir}: label folder not found; expected layout {CITYSCAPES_LAYOUT}"
             )
-        for stem in sorted(images.keys() - labels.keys()):
-            raise DataError(
-                f"{images[stem]}: no label file; expected "
-                f"{gt_dir / images[stem].parent.name / (stem + '_gtFine_labelIds.png')}"
-            )
-        for stem in sorted(labels.keys() - images.keys()):
-            raise DataError(
-                f"{labels[stem]}: label without an image; expected "
-                f"{img_dir / labels[stem].parent.name / (stem + '_leftImg8bit.png')}"
-            )
+        _check_pairs(
+            images,
+            labels,
+            lambda p, stem: gt_dir / p.parent.name / f"{stem}_gtFine_labelIds.png",
+            lambda p, stem: img_dir / p.parent.name / f"{stem}_leftImg8bit.png",
+        )
     return [Sample(images[k], labels[k] if labeled else None, k) for k in sorted(images)]
 
 
@@ -186,12 +208,12 @@ def camvid_samples(root: str | os.PathLike, split: str) -> list[Sample]:
     labels = {p.stem: p for p in gt_dir.glob("*.png")}
     if not images:
         raise DataError(f"{img_dir}: no .png images; expected layout {CAMVID_LAYOUT}")
-    for stem in sorted(images.keys() - labels.keys()):
-        raise DataError(f"{images[stem]}: no label file; expected {gt_dir / (stem + '.png')}")
-    for stem in sorted(labels.keys() - images.keys()):
-        raise DataError(
-            f"{labels[stem]}: label without an image; expected {img_dir / (stem + '.png')}"
-        )
+    _check_pairs(
+        images,
+        labels,
+        lambda p, stem: gt_dir / f"{stem}.png",
+        lambda p, stem: img_dir / f"{stem}.png",
+    )
     return [Sample(images[k], labels[k], k) for k in sorted(images)]
 
 

@@ -7,9 +7,10 @@ The order follows the method (section 4): flip, random scale, normalise, crop wi
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -121,11 +122,72 @@ def eval_transforms(downsample: int = 1) -> v2.Compose:
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: derive Python's and NumPy's seeds from torch's worker seed."""
-    import numpy as np
-
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+
+
+_RNGStates = tuple[Any, Any, torch.Tensor]
+
+
+def _get_rng_states() -> _RNGStates:
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def _set_rng_states(states: _RNGStates) -> None:
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+
+
+class _PrivateRNGIterator:
+    """Runs every ``next`` of a loader iterator on its own Python/NumPy/torch RNG states.
+
+    The global states seen by the caller (model init, dropout, ...) are restored after each
+    batch, so augmentations neither consume nor depend on them.
+    """
+
+    def __init__(self, it: Iterator[Any], seed: int) -> None:
+        self._it = it
+        # Built from fresh generators so that no global (or CUDA) RNG is touched.
+        py_seed = seed % 2**32
+        self._states: _RNGStates = (
+            random.Random(py_seed).getstate(),
+            np.random.RandomState(py_seed).get_state(),
+            torch.Generator().manual_seed(seed).get_state(),
+        )
+
+    def __iter__(self) -> _PrivateRNGIterator:
+        return self
+
+    def __len__(self) -> int:
+        return len(self._it)
+
+    def __next__(self) -> Any:
+        outer = _get_rng_states()
+        _set_rng_states(self._states)
+        try:
+            return next(self._it)
+        finally:
+            self._states = _get_rng_states()
+            _set_rng_states(outer)
+
+
+class SeededDataLoader(torch.utils.data.DataLoader):
+    """A DataLoader whose order and augmentations depend only on its ``generator``'s seed.
+
+    With worker processes, PyTorch already seeds each worker from the generator. Loading in the
+    main process (``num_workers=0``) would draw augmentations from the global RNGs instead, so
+    the result would depend on everything else that used them; here each epoch gets private RNG
+    states seeded from the generator. Successive epochs differ; equal seeds give equal epochs.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        it = super().__iter__()
+        if self.num_workers > 0:
+            return it
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
+        return _PrivateRNGIterator(it, seed)
 
 
 def build_loader(
@@ -137,10 +199,14 @@ def build_loader(
     workers: int = 0,
     drop_last: bool = False,
 ) -> torch.utils.data.DataLoader:
-    """A seeded DataLoader: the same seed gives the same order and augmentations."""
+    """A seeded DataLoader: the same seed gives the same order and augmentations.
+
+    That holds for any ``workers`` count (but ``workers=0`` and ``workers>0`` draw different
+    augmentations) and whatever the global RNG states are; each new epoch reshuffles.
+    """
     gen = torch.Generator()
     gen.manual_seed(seed)
-    return torch.utils.data.DataLoader(
+    return SeededDataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
