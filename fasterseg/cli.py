@@ -108,6 +108,97 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- train / distill / evaluate
+def _train_config(args: argparse.Namespace):  # -> Config
+    from .config import load_config
+    from .engine.train import with_data_root
+
+    return with_data_root(load_config(args.config, args.overrides), args.data)
+
+
+def _print_training_result(metrics: dict, out: Path) -> None:
+    final = metrics["final"] or {}
+    miou = final.get("miou")
+    best = metrics["best_miou"]
+    print(
+        f"done: {len(metrics['epochs'])} epochs in {metrics['train_seconds']:.0f} s; "
+        f"final mIoU {'-' if miou is None else f'{miou:.4f}'}, "
+        f"best {'-' if best is None else f'{best:.4f}'}; checkpoints in {out}"
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .engine.train import train
+    from .models import load_genotype
+
+    cfg = _train_config(args)
+    metrics = train(cfg, load_genotype(args.arch), args.out)
+    _print_training_result(metrics, args.out)
+    return 0
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from .engine.train import resolve_device, teacher_from_checkpoint, train
+    from .models import load_genotype
+
+    cfg = _train_config(args)
+    teacher = teacher_from_checkpoint(args.teacher, cfg, device=resolve_device(cfg.train.device))
+    metrics = train(cfg, load_genotype(args.arch), args.out, teacher=teacher)
+    _print_training_result(metrics, args.out)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .config import config_from_dict
+    from .data.datasets import build_dataset
+    from .data.transforms import eval_transforms
+    from .engine.checkpoint import load_checkpoint
+    from .engine.evaluate import evaluate
+    from .engine.train import load_trained_model, resolve_device
+
+    device = resolve_device(args.device)
+    state = load_checkpoint(args.checkpoint)
+    cfg = config_from_dict(state.get("config", {}), source=f"{args.checkpoint} [config]")
+    model = load_trained_model(args.checkpoint, device=device)
+    dataset = build_dataset(
+        cfg.data.dataset, args.data, args.split, eval_transforms(cfg.data.downsample)
+    )
+    if dataset.num_classes != model.num_classes:
+        raise UserError(
+            f"{args.checkpoint} predicts {model.num_classes} classes but {args.data} "
+            f"({cfg.data.dataset}) has {dataset.num_classes}"
+        )
+    result = evaluate(
+        model,
+        dataset,
+        device=device,
+        scales=args.scales,
+        flip=args.flip,
+        save_predictions=args.save_predictions,
+    )
+    if args.json:
+        _print_json(result)
+    elif result["miou"] is None:
+        print(f"{result['images']} images without labels; predictions in {args.save_predictions}")
+    else:
+        print(f"images: {result['images']}")
+        print(f"mIoU:   {result['miou']:.4f}")
+        print(f"pixel accuracy: {result['pixel_accuracy']:.4f}")
+        for name, iou in result["per_class_iou"].items():
+            print(f"  {name:<15} {'-' if iou is None else f'{iou:.4f}'}")
+    return 0
+
+
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML recipe (default: built-in defaults)")
+    p.add_argument(
+        "--arch", required=True, help="genotype .json file or fasterseg-student/-teacher"
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder; rerun to resume")
+    p.add_argument("--data", type=Path, help="dataset root (overrides data.root)")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fasterseg`` command."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -167,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
             """\
             Score prediction PNGs in labelId space (the Cityscapes submission format) against
             ROOT/gtFine/SPLIT. Predictions are matched to ground truth by the
-            {city}_{sequence}_{frame} part of the file name. mIoU averages the classes that
-            occur in ground truth or prediction, as cityscapesscripts does.
+            {city}_{sequence}_{frame} part of the file name (*_color.png files are
+            skipped). mIoU averages the classes that occur in ground truth or prediction,
+            as cityscapesscripts does.
 
             example:
               fasterseg score runs/demo/predictions --gt runs/data/synthetic --split val --json
@@ -209,6 +301,75 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--classes", type=_positive, default=19, help="output classes (19)")
     profile.add_argument("--json", action="store_true", help="print one JSON object")
     profile.set_defaults(func=_cmd_profile)
+
+    train = sub.add_parser(
+        "train",
+        formatter_class=fmt,
+        help="train a derived network (teacher, or student without a teacher)",
+        description=textwrap.dedent(
+            """\
+            Train the network of ARCH with SGD and OHEM cross-entropy (main output plus 0.2 x
+            each auxiliary head). Writes OUT/last.pt (every epoch), best.pt, metrics.json,
+            config.yaml and tb/. Running the same command again resumes from last.pt.
+
+            example:
+              fasterseg train --config train/demo.yaml --arch fasterseg-student \\
+                  --out runs/student --data runs/data/synthetic train.epochs=5
+            """
+        ),
+    )
+    _add_training_args(train)
+    train.set_defaults(func=_cmd_train)
+
+    distill = sub.add_parser(
+        "distill",
+        formatter_class=fmt,
+        help="train a student with a frozen teacher (knowledge distillation)",
+        description=textwrap.dedent(
+            """\
+            Like `train`, with distill.weight x T^2 x KL(teacher || student) added to the
+            loss on outputs softened by distill.temperature (defaults reproduce the
+            reference: weight 1, T 1, element-wise mean). The teacher checkpoint must
+            predict the same classes from the same input.
+
+            example:
+              fasterseg distill --config train/demo.yaml --arch fasterseg-student \\
+                  --teacher runs/teacher/best.pt --out runs/student_kd
+            """
+        ),
+    )
+    _add_training_args(distill)
+    distill.add_argument("--teacher", required=True, type=Path, help="teacher checkpoint (.pt)")
+    distill.set_defaults(func=_cmd_distill)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        formatter_class=fmt,
+        help="evaluate a checkpoint; write prediction PNGs",
+        description=textwrap.dedent(
+            """\
+            Whole-image inference on every image of a split (any size: padded to a multiple
+            of 32 inside, cropped back), optionally multi-scale and flipped. Prints mIoU,
+            pixel accuracy and per-class IoU (the keys of `fasterseg score`); on a split
+            without labels only writes predictions. Predictions are labelId PNGs (the
+            Cityscapes submission format) and colour PNGs.
+
+            example:
+              fasterseg evaluate runs/student/best.pt --data runs/data/synthetic --json
+            """
+        ),
+    )
+    evaluate.add_argument("checkpoint", type=Path, help="checkpoint written by train/distill")
+    evaluate.add_argument("--data", required=True, type=Path, help="dataset root")
+    evaluate.add_argument("--split", default="val", help="split (default val)")
+    evaluate.add_argument(
+        "--scales", type=float, nargs="+", default=[1.0], help="test scales (default 1.0)"
+    )
+    evaluate.add_argument("--flip", action="store_true", help="average with the mirror image")
+    evaluate.add_argument("--save-predictions", type=Path, help="folder for prediction PNGs")
+    evaluate.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(func=_cmd_evaluate)
     return parser
 
 

@@ -74,11 +74,76 @@ class SpaceConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Retraining (method section 6): SGD with per-epoch decay, OHEM on main + aux outputs.
+
+    ``lr_schedule`` is ``exponential`` (lr * lr_gamma**epoch, as published) or ``poly``
+    (lr * (1 - epoch/epochs)**poly_power). Validation runs after the first epoch, every
+    ``eval_every`` epochs and after the last. ``device`` is ``auto``, ``cpu`` or ``cuda[:i]``;
+    ``amp`` applies on CUDA only. ``grad_clip`` 0 disables clipping.
+    """
+
+    epochs: int = 600
+    iters_per_epoch: int = 1000
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "exponential"
+    lr_gamma: float = 0.992
+    poly_power: float = 0.9
+    ohem_thresh: float = 0.7
+    ohem_min_kept: int = 393216
+    aux_weight: float = 0.2
+    grad_clip: float = 0.0
+    eval_every: int = 10
+    seed: int = 12345
+    amp: bool = True
+    channels_last: bool = False
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Distillation: ``weight`` x T^2 x KL(teacher || student) at ``temperature`` T.
+
+    ``reduction``: ``mean`` (the reference: over all N*C*H*W elements), ``pixelmean``
+    (summed over classes, mean over pixels) or ``batchmean``.
+    """
+
+    weight: float = 1.0
+    temperature: float = 1.0
+    reduction: str = "mean"
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """The latency lookup table: where it lives and how its entries are measured.
+
+    ``height``/``width`` is the input resolution the table is built for (multiples of 32);
+    ``threads`` 0 keeps torch's current thread count. ``reference_quirks`` reproduces the
+    reference's latency accumulation (method section 3.3) instead of the paper's formula.
+    """
+
+    table: str = "runs/lut.json"
+    height: int = 1024
+    width: int = 2048
+    backend: str = "torch"
+    device: str = "cpu"
+    threads: int = 0
+    min_time: float = 0.2
+    allow_mismatch: bool = False
+    reference_quirks: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
-    """All sections of one run. Sections are added here as stages are implemented."""
+    """All sections of one run."""
 
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 _PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}

@@ -176,13 +176,22 @@ def _to_train_ids(label_ids: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return np.where(inside, lut[np.clip(label_ids, 0, len(lut) - 1)], -1)
 
 
+COLOR_SUFFIX = "_color.png"
+
+
 def _match_predictions(pred_dir: Path, gt_files: Sequence[Path]) -> list[tuple[Path, Path]]:
     """Pair each ground-truth file with the one prediction whose name starts with its
-    ``{city}_{seq}_{frame}`` key (the cityscapesscripts pattern ``{key}*.png``)."""
+    ``{city}_{seq}_{frame}`` key (the cityscapesscripts pattern ``{key}*.png``).
+
+    Colour visualisations (``*_color.png``, written beside predictions by ``evaluate``) are
+    not predictions and are skipped.
+    """
     keys = {gt.name[: -len(GT_SUFFIX)]: gt for gt in gt_files}
     lengths = sorted({len(k) for k in keys})
     found: dict[str, list[Path]] = {k: [] for k in keys}
     for pred in sorted(pred_dir.rglob("*.png")):
+        if pred.name.endswith(COLOR_SUFFIX):
+            continue
         for n in lengths:
             if pred.name[:n] in found:
                 found[pred.name[:n]].append(pred)

@@ -1,0 +1,1 @@
+"""Training, distillation, evaluation and checkpointing loops (plain functions)."""

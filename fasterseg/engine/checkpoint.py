@@ -1,0 +1,59 @@
+"""Checkpoints: atomic writes, ``weights_only`` loads, plain contents.
+
+A checkpoint is a dict of tensors and plain Python values (configs and genotypes as dicts), so
+``torch.load(path, weights_only=True)`` reads it and nothing in it can execute code.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..io import atomic_write
+
+FORMAT = "fasterseg-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that is missing, corrupt, unsafe or of the wrong kind."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` (plus format and version) atomically; a crash keeps the previous file."""
+    payload = {"format": FORMAT, "version": VERSION, **state}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write(path, lambda f: f.write(buf.getbuffer()))
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: refused to load - not a plain weights-only checkpoint ({first})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fasterseg checkpoint (no format {FORMAT!r})")
+    if state.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {state.get('version')!r} is not supported "
+            f"(expected {VERSION})"
+        )
+    return state

@@ -1,0 +1,374 @@
+"""Retraining and distillation of a derived network (method section 6), as plain functions.
+
+One epoch = ``train.iters_per_epoch`` SGD steps on batches from a loader seeded by
+(seed, epoch), so a run resumed from its last checkpoint continues exactly as an
+uninterrupted run would. Writes ``last.pt`` (every epoch), ``best.pt`` (best validation
+mIoU), ``metrics.json`` and TensorBoard scalars under ``tb/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ..config import Config, config_from_dict, config_to_dict, save_config
+from ..data.datasets import build_dataset
+from ..data.transforms import build_loader, eval_transforms, train_transforms
+from ..errors import ConfigError, UserError
+from ..genotype import Genotype
+from ..io import atomic_write_json
+from ..losses import distillation_loss, ohem_cross_entropy
+from ..models import Network
+from ..nn.ops import OPS
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .evaluate import evaluate
+
+log = logging.getLogger(__name__)
+
+
+class DivergedError(UserError, RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) from one integer."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available")
+    return dev
+
+
+def kaiming_init(model: nn.Module) -> None:
+    """Kaiming-normal (fan_in, relu) conv weights; batch norm weight 1, bias 0 (section 6)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _epoch_batches(loader_factory: Any, epoch: int, iters: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """``iters`` batches for ``epoch``, cycling through reshuffled passes of the data."""
+    passes = 0
+    produced = 0
+    while produced < iters:
+        loader = loader_factory(epoch * 1000 + passes)
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+            produced += 1
+            if produced >= iters:
+                return
+        if empty:
+            raise ConfigError("the training loader produced no batch (batch larger than dataset?)")
+        passes += 1
+
+
+def _lr_at(cfg: Config, epoch: int) -> float:
+    t = cfg.train
+    if t.lr_schedule == "exponential":
+        return t.lr * t.lr_gamma**epoch
+    if t.lr_schedule == "poly":
+        return t.lr * (1 - epoch / t.epochs) ** t.poly_power
+    raise ConfigError(f"train.lr_schedule must be 'exponential' or 'poly', got {t.lr_schedule!r}")
+
+
+def _check_crop(cfg: Config) -> None:
+    for v in cfg.data.crop:
+        if v <= 0 or v % 32:
+            raise ConfigError(
+                f"data.crop {list(cfg.data.crop)}: training crops must be positive multiples of 32"
+            )
+
+
+def load_trained_model(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> Network:
+    """A Network in eval mode with the weights of a ``train``/``distill`` checkpoint."""
+    state = load_checkpoint(path, map_location=device)
+    for key in ("genotype", "num_classes", "model"):
+        if key not in state:
+            raise CheckpointError(f"{path}: checkpoint has no {key!r} (not a training checkpoint)")
+    geno = Genotype.from_dict(state["genotype"], source=f"{path} [genotype]", op_names=OPS.keys())
+    model = Network(geno, state["num_classes"], aux=False)
+    weights = {k: v for k, v in state["model"].items() if not k.startswith(("aux16.", "aux32."))}
+    model.load_state_dict(weights)
+    return model.to(device).eval()
+
+
+def train(
+    cfg: Config,
+    genotype: Genotype,
+    out_dir: str | os.PathLike,
+    *,
+    teacher: nn.Module | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train the network of ``genotype`` on ``cfg.data`` (and distill ``teacher`` into it).
+
+    Resumes from ``out_dir/last.pt`` when present. Returns the metrics dict also written to
+    ``out_dir/metrics.json``: ``{"epochs": [...], "best_miou", "final": {...},
+    "train_seconds", ...}``.
+    """
+    _check_crop(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    device = resolve_device(cfg.train.device)
+    d, t = cfg.data, cfg.train
+
+    train_set = build_dataset(
+        d.dataset, d.root, d.train_split,
+        train_transforms(d.crop, d.scales, d.flip, d.downsample, d.label_stride),
+    )  # fmt: skip
+    val_set = build_dataset(d.dataset, d.root, d.val_split, eval_transforms(d.downsample))
+    if len(train_set) == 0:
+        raise ConfigError(f"{d.root}: the {d.train_split!r} split is empty")
+    if cfg.space.num_classes != train_set.num_classes:
+        raise ConfigError(
+            f"space.num_classes is {cfg.space.num_classes} but dataset {d.dataset!r} has "
+            f"{train_set.num_classes} classes"
+        )
+
+    seed_everything(t.seed)
+    model = Network(genotype, cfg.space.num_classes, aux=True)
+    kaiming_init(model)
+    model.to(device)
+    if t.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if teacher is not None:
+        teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+    )
+    use_amp = t.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+
+    history: list[dict[str, Any]] = []
+    best = -1.0
+    start_epoch = 0
+    train_seconds = 0.0
+    last_path = out / "last.pt"
+    if last_path.exists():
+        state = load_checkpoint(last_path, map_location=device)
+        if state.get("genotype") != genotype.to_dict():
+            raise CheckpointError(
+                f"{last_path}: was trained with another architecture; use a new --out folder"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        history, best = state["history"], state["best_miou"]
+        start_epoch, train_seconds = state["epoch"], state["train_seconds"]
+        log.info("resuming %s from epoch %d", out, start_epoch)
+
+    def make_loader(seed: int) -> torch.utils.data.DataLoader:
+        return build_loader(
+            train_set, batch_size=d.batch_size, shuffle=True, seed=t.seed + seed,
+            workers=d.workers, drop_last=len(train_set) >= d.batch_size,
+        )  # fmt: skip
+
+    writer = _summary_writer(out / "tb")
+    try:
+        for epoch in range(start_epoch, t.epochs):
+            lr = _lr_at(cfg, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            seed_everything(t.seed + 7919 * (epoch + 1))
+            model.train()
+            tic = time.perf_counter()
+            losses = []
+            bar = tqdm(
+                _epoch_batches(make_loader, epoch, t.iters_per_epoch),
+                total=t.iters_per_epoch,
+                desc=f"epoch {epoch + 1}/{t.epochs}",
+                unit="it",
+                disable=None if progress is None else not progress,
+                leave=False,
+            )
+            for step, (image, mask) in enumerate(bar):
+                image = image.to(device, non_blocking=True)
+                mask = mask.to(device, non_blocking=True)
+                if t.channels_last:
+                    image = image.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device_type=device.type, enabled=use_amp):
+                    outputs = model(image)
+                    loss = _segmentation_loss(cfg, outputs, mask)
+                    if teacher is not None:
+                        with torch.no_grad():
+                            target = teacher(image)
+                        loss = loss + cfg.distill.weight * distillation_loss(
+                            outputs[0].float(), target.float(),
+                            temperature=cfg.distill.temperature,
+                            reduction=cfg.distill.reduction,
+                        )  # fmt: skip
+                if not torch.isfinite(loss):
+                    raise DivergedError(
+                        f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                        f"the last good checkpoint is {last_path if last_path.exists() else 'none'}"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if t.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            train_seconds += time.perf_counter() - tic
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "loss": sum(losses) / len(losses),
+                "seconds": train_seconds,
+            }
+            if (epoch + 1) % t.eval_every == 0 or epoch == 0 or epoch + 1 == t.epochs:
+                scores = evaluate(model, val_set, device=device, progress=progress)
+                row["val"] = scores
+                if scores["miou"] is not None and scores["miou"] > best:
+                    best = scores["miou"]
+                    _save(out / "best.pt", model, optimizer, scaler, cfg, genotype,
+                          epoch + 1, [*history, row], best, train_seconds)  # fmt: skip
+            history.append(row)
+            _log_row(writer, row)
+            _save(last_path, model, optimizer, scaler, cfg, genotype, epoch + 1, history,
+                  best, train_seconds)  # fmt: skip
+            _write_metrics(out, history, best, train_seconds, genotype)
+    finally:
+        if writer is not None:
+            writer.close()
+    return _write_metrics(out, history, best, train_seconds, genotype)
+
+
+def _segmentation_loss(cfg: Config, outputs: Tensor | tuple[Tensor, ...], mask: Tensor) -> Tensor:
+    """OHEM on the main output plus ``aux_weight`` x OHEM on each auxiliary output."""
+    t = cfg.train
+    outs = outputs if isinstance(outputs, tuple) else (outputs,)
+    losses = [
+        ohem_cross_entropy(o.float(), mask, thresh=t.ohem_thresh, min_kept=t.ohem_min_kept)
+        for o in outs
+    ]
+    return losses[0] + t.aux_weight * sum(losses[1:], torch.zeros((), device=mask.device))
+
+
+def _save(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    cfg: Config,
+    genotype: Genotype,
+    epoch: int,
+    history: list[dict[str, Any]],
+    best: float,
+    train_seconds: float,
+) -> None:
+    save_checkpoint(
+        path,
+        {
+            "kind": "train",
+            "epoch": epoch,
+            "genotype": genotype.to_dict(),
+            "num_classes": cfg.space.num_classes,
+            "config": config_to_dict(cfg),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "history": history,
+            "best_miou": best,
+            "train_seconds": train_seconds,
+        },
+    )
+
+
+def _write_metrics(
+    out: Path,
+    history: list[dict[str, Any]],
+    best: float,
+    train_seconds: float,
+    genotype: Genotype,
+) -> dict[str, Any]:
+    final = next((r["val"] for r in reversed(history) if "val" in r), None)
+    metrics = {
+        "architecture": genotype.name,
+        "epochs": history,
+        "best_miou": None if best < 0 else best,
+        "final": final,
+        "train_seconds": train_seconds,
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _summary_writer(path: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(path))
+
+
+def _log_row(writer: Any, row: dict[str, Any]) -> None:
+    e = row["epoch"]
+    writer.add_scalar("train/loss", row["loss"], e)
+    writer.add_scalar("train/lr", row["lr"], e)
+    if "val" in row and row["val"]["miou"] is not None:
+        writer.add_scalar("val/miou", row["val"]["miou"], e)
+        writer.add_scalar("val/pixel_accuracy", row["val"]["pixel_accuracy"], e)
+    writer.flush()
+
+
+def teacher_from_checkpoint(
+    path: str | os.PathLike, cfg: Config, *, device: torch.device | str = "cpu"
+) -> Network:
+    """Load a frozen distillation teacher; refuse one of another class count or dataset."""
+    state = load_checkpoint(path, map_location="cpu")
+    if state.get("num_classes") != cfg.space.num_classes:
+        raise ConfigError(
+            f"{path}: the teacher predicts {state.get('num_classes')} classes but the student "
+            f"is configured for {cfg.space.num_classes} (space.num_classes)"
+        )
+    t_cfg = config_from_dict(state.get("config", {}), source=f"{path} [config]")
+    if t_cfg.data.dataset != cfg.data.dataset:
+        raise ConfigError(
+            f"{path}: the teacher was trained on {t_cfg.data.dataset!r} data, the student on "
+            f"{cfg.data.dataset!r}"
+        )
+    if t_cfg.data.downsample != cfg.data.downsample:
+        raise ConfigError(
+            f"{path}: the teacher saw images down-sampled by {t_cfg.data.downsample}, the "
+            f"student by {cfg.data.downsample} (data.downsample); their inputs must match"
+        )
+    return load_trained_model(path, device=device)
+
+
+def with_data_root(cfg: Config, root: str | os.PathLike | None) -> Config:
+    """``cfg`` with ``data.root`` replaced when ``root`` is given (the ``--data`` option)."""
+    if root is None:
+        return cfg
+    return replace(cfg, data=replace(cfg.data, root=str(root)))
