@@ -95,9 +95,32 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     for name, value in (("--height", args.height), ("--width", args.width)):
         if value % 32:
             raise UserError(f"{name} {value} is not divisible by 32 (the network's output stride)")
-    result = profile_genotype(
-        load_genotype(args.arch), height=args.height, width=args.width, num_classes=args.classes
-    )
+    geno = load_genotype(args.arch)
+    result = profile_genotype(geno, height=args.height, width=args.width, num_classes=args.classes)
+    if args.lut is not None:
+        from .latency import LatencyTable, genotype_latency, measure_network
+        from .models import create_model
+
+        table = LatencyTable.load(args.lut, allow_mismatch=True)
+        fp = table.fingerprint
+        if (fp.get("height"), fp.get("width")) != (args.height, args.width):
+            raise UserError(
+                f"{args.lut} was built at {fp.get('height')}x{fp.get('width')}; "
+                f"profile at that size (--height {fp.get('height')} --width {fp.get('width')})"
+            )
+        result["latency_ms_predicted"] = genotype_latency(
+            geno, table, height=args.height, width=args.width, num_classes=args.classes
+        )
+        if args.measure:
+            model = create_model(geno, args.classes).eval()
+            m = measure_network(
+                model, args.height, args.width, backend=fp.get("backend", "torch"),
+                threads=fp.get("threads"),
+            )  # fmt: skip
+            result["latency_ms_measured"] = m.ms
+            result["latency_ms_measured_std"] = m.std
+    elif args.measure:
+        raise UserError("--measure needs --lut FILE (the table gives backend and threads)")
     if args.json:
         _print_json(result)
     else:
@@ -105,6 +128,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         print(f"  params (deployable):   {result['params'] / 1e6:.3f} M")
         print(f"  params (with aux):     {result['params_with_aux'] / 1e6:.3f} M")
         print(f"  MACs (thop, batch 1):  {result['macs'] / 1e9:.2f} G")
+        if "latency_ms_predicted" in result:
+            print(f"  latency predicted:     {result['latency_ms_predicted']:.2f} ms")
+        if "latency_ms_measured" in result:
+            print(f"  latency measured:      {result['latency_ms_measured']:.2f} ms")
     return 0
 
 
@@ -138,7 +165,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from .engine.train import resolve_device, teacher_from_checkpoint, train
+    from .engine.common import resolve_device
+    from .engine.train import teacher_from_checkpoint, train
     from .models import load_genotype
 
     cfg = _train_config(args)
@@ -153,8 +181,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.datasets import build_dataset
     from .data.transforms import eval_transforms
     from .engine.checkpoint import load_checkpoint
+    from .engine.common import resolve_device
     from .engine.evaluate import evaluate
-    from .engine.train import load_trained_model, resolve_device
+    from .engine.train import load_trained_model
 
     device = resolve_device(args.device)
     state = load_checkpoint(args.checkpoint)
@@ -189,11 +218,60 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_training_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="YAML recipe (default: built-in defaults)")
-    p.add_argument(
-        "--arch", required=True, help="genotype .json file or fasterseg-student/-teacher"
+# ---------------------------------------------------------------- latency table / search
+def _cmd_lut_build(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .latency import build_table
+
+    cfg = load_config(args.config) if args.config else load_config()
+    table = build_table(
+        args.out, space=cfg.space, height=args.height, width=args.width,
+        backend=args.backend, device=args.device, threads=args.threads or None,
+        min_time=args.min_time, progress=True,
+    )  # fmt: skip
+    print(f"{args.out}: {len(table.entries)} entries")
+    return 0
+
+
+def _cmd_lut_show(args: argparse.Namespace) -> int:
+    from .latency import LatencyTable
+
+    print(LatencyTable.load(args.file, allow_mismatch=True).summary())
+    return 0
+
+
+def search_table(cfg, *, progress: bool = True):  # -> LatencyTable
+    """Build or complete the latency table the search of ``cfg`` needs (only missing entries)."""
+    from .latency import build_table
+
+    lat = cfg.latency
+    return build_table(
+        lat.table, space=cfg.space, height=lat.height, width=lat.width, backend=lat.backend,
+        device=lat.device, threads=lat.threads or None, min_time=lat.min_time,
+        progress=progress,
+    )  # fmt: skip
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .engine.search import search
+
+    cfg = _train_config(args)
+    table = search_table(cfg)
+    result = search(cfg, args.out, table)
+    best = result["best"]
+    print(
+        f"done: best student objective {best['objective']:.4f} at epoch {best['epoch']}; "
+        f"{args.out}/arch_student.json and arch_teacher.json written"
     )
+    return 0
+
+
+def _add_training_args(p: argparse.ArgumentParser, arch: bool = True) -> None:
+    p.add_argument("--config", type=Path, help="YAML recipe (default: built-in defaults)")
+    if arch:
+        p.add_argument(
+            "--arch", required=True, help="genotype .json file or fasterseg-student/-teacher"
+        )
     p.add_argument("--out", required=True, type=Path, help="output folder; rerun to resume")
     p.add_argument("--data", type=Path, help="dataset root (overrides data.root)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
@@ -299,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--height", type=_positive, default=1024, help="input height (1024)")
     profile.add_argument("--width", type=_positive, default=2048, help="input width (2048)")
     profile.add_argument("--classes", type=_positive, default=19, help="output classes (19)")
+    profile.add_argument("--lut", type=Path, help="latency table: add latency_ms_predicted")
+    profile.add_argument(
+        "--measure", action="store_true", help="also time the network (latency_ms_measured)"
+    )
     profile.add_argument("--json", action="store_true", help="print one JSON object")
     profile.set_defaults(func=_cmd_profile)
 
@@ -370,6 +452,70 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    search = sub.add_parser(
+        "search",
+        formatter_class=fmt,
+        help="search a teacher and a latency-constrained student",
+        description=textwrap.dedent(
+            """\
+            Pretrain the supernet, then search the teacher and the student together: per
+            iteration an architecture step (the student's loss adds lambda x its predicted
+            latency from the table) and a weight step. The latency table (latency.table) is
+            built first if it lacks entries. OUT receives config.yaml, history.json,
+            arch_teacher.json, arch_student.json (best objective; *_last.json: last
+            epoch), checkpoint.pt and tb/. The same command on the same OUT resumes.
+
+            example:
+              fasterseg search --config search/demo.yaml --out runs/search \\
+                  --data runs/data/synthetic
+            """
+        ),
+    )
+    _add_training_args(search, arch=False)
+    search.set_defaults(func=_cmd_search)
+
+    lut = sub.add_parser(
+        "lut",
+        help="build or show a latency lookup table",
+        description="Build or inspect latency lookup tables.",
+    )
+    lut_sub = lut.add_subparsers(dest="lut_command", metavar="ACTION")
+    build = lut_sub.add_parser(
+        "build",
+        formatter_class=fmt,
+        help="time every kernel of the search space on this device",
+        description=textwrap.dedent(
+            """\
+            Time every kernel the configured search space can produce at HEIGHTxWIDTH
+            (operators at every width pair, scale and stride, stems, fusion modules, heads)
+            on this device, at batch 1. Only entries missing from FILE are measured, so an
+            interrupted build resumes. The table records this device's fingerprint.
+
+            example:
+              fasterseg lut build --out runs/lut.json --height 256 --width 512 \\
+                  --config search/demo.yaml --threads 2
+            """
+        ),
+    )
+    build.add_argument("--out", required=True, type=Path, help="table file (JSON)")
+    build.add_argument("--height", required=True, type=_positive, help="input height")
+    build.add_argument("--width", required=True, type=_positive, help="input width")
+    build.add_argument("--config", type=Path, help="recipe whose space section is used")
+    build.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    build.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    build.add_argument("--threads", type=_nonneg, default=0, help="CPU threads (default: all)")
+    build.add_argument(
+        "--min-time", type=float, default=0.2, help="seconds of timing per kernel (0.2)"
+    )
+    build.set_defaults(func=_cmd_lut_build)
+    show = lut_sub.add_parser(
+        "show",
+        help="summarise a table",
+        description="Print a table's device fingerprint, entry counts and slowest kernels.",
+    )
+    show.add_argument("file", type=Path, help="table file (JSON)")
+    show.set_defaults(func=_cmd_lut_show)
     return parser
 
 

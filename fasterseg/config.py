@@ -136,6 +136,52 @@ class LatencyConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """Latency-aware collaborative search (method sections 3-5).
+
+    The training split is divided (seeded) into a weight half and an architecture half
+    (``train_portion``). Pretraining trains weights only (the max/min/random/random sandwich);
+    the search alternates an architecture step (Adam) and a weight step (SGD) per iteration.
+    ``iters_per_epoch`` 0 means max(weight-half images // batch, 400) as published.
+    The student's latency weight lambda starts at ``latency_weight`` and is halved when a
+    candidate student is faster than ``latency_min_ms`` and doubled when one is slower than
+    ``latency_max_ms`` (predicted at the latency table's resolution). The reported objective is
+    mIoU * (latency / target_ms) ** objective_exponent. ``reference_*`` switches reproduce
+    documented quirks of the reference (method section 10) when true.
+    """
+
+    pretrain_epochs: int = 20
+    epochs: int = 30
+    iters_per_epoch: int = 0
+    pretrain_crop: tuple[int, int] = (256, 512)
+    crop: tuple[int, int] = (224, 448)
+    pretrain_batch_size: int = 3
+    batch_size: int = 2
+    train_portion: float = 0.5
+    pretrain_lr: float = 0.02
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_gamma: float = 0.978
+    grad_clip: float = 5.0
+    arch_lr: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 0.0
+    latency_weight: float = 0.01
+    latency_min_ms: float = 1000 / 175
+    latency_max_ms: float = 1000 / 155
+    target_ms: float = 8.3
+    objective_exponent: float = -0.07
+    ohem_thresh: float = 0.7
+    eval_images: int = 0
+    seed: int = 12345
+    device: str = "auto"
+    reference_pretrain_teacher_only: bool = True
+    reference_teacher_pair_from_student: bool = True
+    reference_decode: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     """All sections of one run."""
 
@@ -144,6 +190,7 @@ class Config:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 _PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}

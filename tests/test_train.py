@@ -13,12 +13,11 @@ from fasterseg.data.datasets import build_dataset
 from fasterseg.data.synth import generate_dataset
 from fasterseg.data.transforms import eval_transforms
 from fasterseg.engine.checkpoint import CheckpointError, load_checkpoint
+from fasterseg.engine.common import kaiming_init, seed_everything
 from fasterseg.engine.evaluate import evaluate
 from fasterseg.engine.train import (
     DivergedError,
-    kaiming_init,
     load_trained_model,
-    seed_everything,
     teacher_from_checkpoint,
     train,
 )

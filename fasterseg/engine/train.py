@@ -30,6 +30,7 @@ from ..losses import distillation_loss, ohem_cross_entropy
 from ..models import Network
 from ..nn.ops import OPS
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .common import kaiming_init, resolve_device, seed_everything, summary_writer
 from .evaluate import evaluate
 
 log = logging.getLogger(__name__)
@@ -37,39 +38,6 @@ log = logging.getLogger(__name__)
 
 class DivergedError(UserError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices) from one integer."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available")
-    return dev
-
-
-def kaiming_init(model: nn.Module) -> None:
-    """Kaiming-normal (fan_in, relu) conv weights; batch norm weight 1, bias 0 (section 6)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def _epoch_batches(loader_factory: Any, epoch: int, iters: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -194,7 +162,7 @@ def train(
             workers=d.workers, drop_last=len(train_set) >= d.batch_size,
         )  # fmt: skip
 
-    writer = _summary_writer(out / "tb")
+    writer = summary_writer(out / "tb")
     try:
         for epoch in range(start_epoch, t.epochs):
             lr = _lr_at(cfg, epoch)
@@ -325,12 +293,6 @@ def _write_metrics(
     }
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
-
-
-def _summary_writer(path: Path) -> Any:
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(path))
 
 
 def _log_row(writer: Any, row: dict[str, Any]) -> None:

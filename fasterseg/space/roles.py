@@ -16,10 +16,12 @@ class WidthMode(str, Enum):
     """How a forward pass picks each layer's output width.
 
     ``max``/``min``: the largest/smallest choice; ``random``: uniform per layer;
-    ``sampled``: hard Gumbel-softmax on the role's width logits, straight-through (student).
+    ``sampled``: hard Gumbel-softmax on the role's width logits, straight-through (student);
+    ``argmax``: the most likely width per layer, the one decoding picks (for evaluation).
     """
 
     MAX = "max"
     MIN = "min"
     RANDOM = "random"
     SAMPLED = "sampled"
+    ARGMAX = "argmax"

@@ -132,6 +132,7 @@ class SuperNet(nn.Module):
                 f"space.width_choices must be numbers in (0, 1], got {list(space.width_choices)}"
             )
         self.space = space
+        self.resize_mode = resize_mode
         self.layers = space.layers
         self.op_names = tuple(space.ops)
         self.width_choices = tuple(space.width_choices)
@@ -248,11 +249,12 @@ class SuperNet(nn.Module):
     ) -> WidthSample:
         """Choose every searched output width for one forward pass of ``role``.
 
-        The teacher always runs at maximum width; ``sampled`` draws a hard Gumbel-softmax
-        sample at ``space.gumbel_temperature`` with straight-through gates.
+        ``sampled`` draws a hard Gumbel-softmax sample at ``space.gumbel_temperature`` with
+        straight-through gates; the teacher has no width parameters, so for it ``sampled``
+        means maximum width (``min`` and ``random`` serve the pretraining sandwich).
         """
         role, mode = Role(role), WidthMode(mode)
-        if role is Role.TEACHER:
+        if role is Role.TEACHER and mode in (WidthMode.SAMPLED, WidthMode.ARGMAX):
             mode = WidthMode.MAX
         K = len(self.width_choices)
         rows = [self.layers - 1, self.layers - 1, self.layers - 2]
@@ -267,7 +269,9 @@ class SuperNet(nn.Module):
                 index.append(tuple(int(v) for v in idx.tolist()))
                 gate.append(onehot.gather(1, idx[:, None]).squeeze(1))
                 continue
-            if mode is WidthMode.MAX:
+            if mode is WidthMode.ARGMAX:
+                idx = self.arch[f"student_ratio_{s}"].argmax(dim=-1).tolist()
+            elif mode is WidthMode.MAX:
                 idx = [order[-1]] * rows[s]
             elif mode is WidthMode.MIN:
                 idx = [order[0]] * rows[s]

@@ -1,0 +1,464 @@
+"""Latency-aware collaborative search of a teacher and a student (method sections 3-5).
+
+``search(cfg, out_dir, table)`` pretrains the supernet's weights, then alternates per
+iteration an architecture step (both roles; the student's loss adds lambda x the decoupled
+latency term) and a weight step. After every search epoch it evaluates each role's five
+heads, decodes the candidate branch pairs, predicts their latency from the table, adapts
+lambda and writes ``history.json`` and the architecture files. A checkpoint after every epoch
+makes a killed search resume exactly: every epoch's randomness derives from (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from ..config import Config, config_to_dict, save_config
+from ..data.datasets import SegmentationFolder, build_dataset
+from ..data.transforms import build_loader, eval_transforms, train_transforms
+from ..decode import DecodeOptions
+from ..errors import ConfigError
+from ..genotype import Genotype
+from ..io import atomic_write_json
+from ..latency import LatencyTable, genotype_latency, latency_loss
+from ..losses import ohem_cross_entropy
+from ..metrics import ConfusionMatrix
+from ..space import HEAD_NAMES, Role, SuperNet, WidthMode
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .common import kaiming_init, resolve_device, seed_everything, summary_writer
+from .train import DivergedError
+
+log = logging.getLogger(__name__)
+
+PAIRS: tuple[tuple[int, int], ...] = ((2, 0), (2, 1))
+#: The supernet head whose mIoU stands for a branch pair (the reference's mIoU02 / mIoU12).
+PAIR_HEAD = {(2, 0): "8s_32s", (2, 1): "16s_32s"}
+PRETRAIN_MODES = (WidthMode.MAX, WidthMode.MIN, WidthMode.RANDOM, WidthMode.RANDOM)
+STUDENT_WEIGHT_MODES = (WidthMode.SAMPLED, WidthMode.MAX, WidthMode.MIN)
+
+
+def objective(miou: float, latency_ms: float, target_ms: float, exponent: float) -> float:
+    """The reported accuracy/latency trade-off: miou * (latency / target) ** exponent."""
+    return miou * (latency_ms / target_ms) ** exponent
+
+
+def split_indices(n: int, portion: float, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded split of ``range(n)`` into a weight part (first ``portion``) and an arch part."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen).tolist()
+    k = int(n * portion)
+    if k == 0 or k == n:
+        raise ConfigError(
+            f"search.train_portion {portion} leaves one half of the {n} training images empty"
+        )
+    return perm[:k], perm[k:]
+
+
+def _seg_loss(outs: Sequence[Tensor], mask: Tensor, thresh: float) -> Tensor:
+    """OHEM cross-entropy summed over the five heads (labels at the heads' resolution)."""
+    min_kept = mask.numel() // 16
+    total = torch.zeros((), device=mask.device)
+    for o in outs:
+        if o.shape[-2:] != mask.shape[-2:]:
+            o = F.interpolate(o, size=mask.shape[-2:], mode="bilinear", align_corners=True)
+        total = total + ohem_cross_entropy(o, mask, thresh=thresh, min_kept=min_kept)
+    return total
+
+
+def _entropy(logits: Sequence[Tensor]) -> float:
+    """Mean entropy (nats) of the softmax rows of the given logit matrices."""
+    rows = torch.cat([t.detach().float() for t in logits], dim=0)
+    p = rows.softmax(dim=-1)
+    return float(-(p * p.clamp_min(1e-12).log()).sum(dim=-1).mean())
+
+
+@torch.inference_mode()
+def evaluate_heads(
+    net: SuperNet,
+    role: Role,
+    dataset: SegmentationFolder,
+    device: torch.device,
+    limit: int = 0,
+) -> dict[str, float]:
+    """mIoU of each of ``role``'s five heads on ``dataset`` (whole images, upsampled logits).
+
+    The student runs at its most likely widths (``argmax``), the teacher at full width.
+    """
+    net.eval()
+    confs = {h: ConfusionMatrix(dataset.num_classes, device=device) for h in HEAD_NAMES}
+    n = len(dataset) if limit <= 0 else min(limit, len(dataset))
+    widths = net.sample_widths(role, WidthMode.ARGMAX)
+    for i in range(n):
+        image, mask = dataset[i]
+        x = image.unsqueeze(0).to(device)
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 32, (-w) % 32
+        outs = net(F.pad(x, (0, pw, 0, ph)), role, widths)
+        for name, o in zip(HEAD_NAMES, outs):
+            o = F.interpolate(o, scale_factor=8, mode="bilinear", align_corners=True)
+            confs[name].update(o[..., :h, :w].argmax(dim=1)[0], mask.to(device))
+    return {name: float(c.compute()["miou"]) for name, c in confs.items()}
+
+
+def _decode(
+    net: SuperNet, role: Role, pair: tuple[int, int], cfg: Config, meta: dict[str, Any]
+) -> Genotype:
+    options = (
+        DecodeOptions()
+        if cfg.search.reference_decode
+        else DecodeOptions(
+            reference_last1_offset=False,
+            reference_resoftmax=False,
+            reference_shared_alpha_edits=False,
+            reference_stale_skip_quota=False,
+        )
+    )
+    name = f"searched-{role.value}"
+    return net.genotype(role, pair, name=name, options=options, meta=meta)
+
+
+def search(
+    cfg: Config,
+    out_dir: str | os.PathLike,
+    table: LatencyTable,
+    *,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the search; return the history dict also written to history.json.
+
+    ``table`` must hold every kernel of ``cfg.space`` at ``cfg.latency``'s resolution.
+    """
+    s, d = cfg.search, cfg.data
+    if s.epochs < 1:
+        raise ConfigError(f"search.epochs must be at least 1, got {s.epochs}")
+    for key, crop in (("search.crop", s.crop), ("search.pretrain_crop", s.pretrain_crop)):
+        if any(v <= 0 or v % 32 for v in crop):
+            raise ConfigError(f"{key} {list(crop)}: crops must be positive multiples of 32")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    device = resolve_device(s.device)
+    lat_hw = (cfg.latency.height, cfg.latency.width)
+
+    def train_set(crop: tuple[int, int]) -> SegmentationFolder:
+        tf = train_transforms(crop, d.scales, d.flip, d.downsample, d.label_stride)
+        return build_dataset(d.dataset, d.root, d.train_split, tf)
+
+    pre_set, search_set = train_set(s.pretrain_crop), train_set(s.crop)
+    val_set = build_dataset(d.dataset, d.root, d.val_split, eval_transforms(d.downsample))
+    if cfg.space.num_classes != val_set.num_classes:
+        raise ConfigError(
+            f"space.num_classes is {cfg.space.num_classes} but dataset {d.dataset!r} has "
+            f"{val_set.num_classes} classes"
+        )
+    weight_idx, arch_idx = split_indices(len(search_set), s.train_portion, s.seed)
+
+    seed_everything(s.seed)
+    net = SuperNet(cfg.space)
+    kaiming_init(net)
+    net.to(device)
+    weights = net.weight_parameters()
+    w_opt = torch.optim.SGD(weights, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    a_opts = {
+        r: torch.optim.Adam(
+            net.arch_parameters(r),
+            lr=s.arch_lr,
+            betas=s.arch_betas,
+            weight_decay=s.arch_weight_decay,
+        )
+        for r in Role
+    }
+    lam = s.latency_weight
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    start = 0
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        if state.get("space") != config_to_dict(cfg.space):
+            raise CheckpointError(
+                f"{ckpt_path}: was searched with another space; use a new --out folder"
+            )
+        net.load_state_dict(state["model"])
+        w_opt.load_state_dict(state["weight_optimizer"])
+        for r in Role:
+            a_opts[r].load_state_dict(state["arch_optimizers"][r.value])
+        lam, history, best, start = state["lambda"], state["history"], state["best"], state["epoch"]
+        log.info("resuming search in %s after epoch %d", out, start)
+
+    total_epochs = s.pretrain_epochs + s.epochs
+    writer = summary_writer(out / "tb")
+    try:
+        for epoch in range(start, total_epochs):
+            pretrain = epoch < s.pretrain_epochs
+            phase_epoch = epoch if pretrain else epoch - s.pretrain_epochs
+            lr = (s.pretrain_lr if pretrain else s.lr) * s.lr_gamma**phase_epoch
+            for g in w_opt.param_groups:
+                g["lr"] = lr
+            seed_everything(s.seed + 7919 * (epoch + 1))
+            batch = s.pretrain_batch_size if pretrain else s.batch_size
+            iters = s.iters_per_epoch or max(len(weight_idx) // batch, 400)
+            dataset = pre_set if pretrain else search_set
+            w_loader = _cycle(dataset, weight_idx, batch, s.seed + epoch, d.workers)
+            a_loader = (
+                None
+                if pretrain
+                else _cycle(dataset, arch_idx, batch, s.seed + 10**6 + epoch, d.workers)
+            )
+            tic = time.perf_counter()
+            sums: dict[str, float] = {}
+            bar = tqdm(
+                range(iters),
+                desc=f"{'pretrain' if pretrain else 'search'} epoch {epoch + 1}/{total_epochs}",
+                unit="it",
+                leave=False,
+                disable=None if progress is None else not progress,
+            )
+            net.train()
+            for step in bar:
+                where = f"epoch {epoch + 1}, step {step + 1}"
+                if a_loader is not None:
+                    image, mask = (t.to(device) for t in next(a_loader))
+                    parts = _arch_step(net, a_opts, image, mask, table, lam, lat_hw, cfg, where)
+                    for k, v in parts.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                image, mask = (t.to(device) for t in next(w_loader))
+                w_loss = _weight_step(net, w_opt, weights, image, mask, pretrain, cfg, where)
+                sums["loss_weight"] = sums.get("loss_weight", 0.0) + w_loss
+                bar.set_postfix(loss=f"{w_loss:.3f}")
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "phase": "pretrain" if pretrain else "search",
+                "lr": lr,
+                "seconds": time.perf_counter() - tic,
+                **{k: v / iters for k, v in sums.items()},
+            }
+            if not pretrain:
+                row.update(_epoch_report(net, cfg, val_set, table, lam, lat_hw, device, epoch + 1))
+                lam = row["lambda_next"]
+                obj = row["student"]["objective"]
+                if best is None or obj > best["objective"]:
+                    best = {"epoch": epoch + 1, "objective": obj}
+                    _write_arch(out, row, "")
+                _write_arch(out, row, "_last")
+            history.append(row)
+            _log(writer, row)
+            atomic_write_json(out / "history.json", {"epochs": history, "best": best})
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "kind": "search",
+                    "epoch": epoch + 1,
+                    "space": config_to_dict(cfg.space),
+                    "config": config_to_dict(cfg),
+                    "model": net.state_dict(),
+                    "weight_optimizer": w_opt.state_dict(),
+                    "arch_optimizers": {r.value: a_opts[r].state_dict() for r in Role},
+                    "lambda": lam,
+                    "history": history,
+                    "best": best,
+                },
+            )
+    finally:
+        writer.close()
+    return {"epochs": history, "best": best}
+
+
+def _cycle(
+    dataset: SegmentationFolder, indices: list[int], batch: int, seed: int, workers: int
+) -> Any:
+    """Endless batches from ``indices`` of ``dataset``, reshuffled (seeded) at every pass."""
+    subset = torch.utils.data.Subset(dataset, indices)
+    size = min(batch, len(indices))
+    passes = 0
+    while True:
+        loader = build_loader(
+            subset,
+            batch_size=size,
+            shuffle=True,
+            seed=seed * 1000 + passes,
+            workers=workers,
+            drop_last=True,
+        )
+        yield from loader
+        passes += 1
+
+
+def _check(loss: Tensor, where: str) -> None:
+    if not torch.isfinite(loss):
+        raise DivergedError(f"search loss is {loss.item()} at {where}")
+
+
+def _arch_step(
+    net: SuperNet,
+    opts: dict[Role, torch.optim.Optimizer],
+    image: Tensor,
+    mask: Tensor,
+    table: LatencyTable,
+    lam: float,
+    lat_hw: tuple[int, int],
+    cfg: Config,
+    where: str,
+) -> dict[str, float]:
+    """One architecture step for both roles; weight gradients it leaves are cleared."""
+    parts: dict[str, float] = {}
+    for role in Role:
+        opts[role].zero_grad(set_to_none=True)
+        widths = net.sample_widths(role, WidthMode.SAMPLED)
+        loss = _seg_loss(net(image, role, widths), mask, cfg.search.ohem_thresh)
+        parts[f"loss_arch_{role.value}"] = loss.item()
+        if role is Role.STUDENT and lam > 0:
+            lat = latency_loss(
+                net,
+                role,
+                widths,
+                table,
+                height=lat_hw[0],
+                width=lat_hw[1],
+                reference_quirks=cfg.latency.reference_quirks,
+            )
+            parts["latency_term_ms"] = lat.item()
+            loss = loss + lam * lat
+        _check(loss, where)
+        loss.backward()
+        opts[role].step()
+    for p in net.weight_parameters():
+        p.grad = None
+    return parts
+
+
+def _weight_step(
+    net: SuperNet,
+    opt: torch.optim.Optimizer,
+    weights: list[Tensor],
+    image: Tensor,
+    mask: Tensor,
+    pretrain: bool,
+    cfg: Config,
+    where: str,
+) -> float:
+    """One weight step: the pretraining sandwich, or teacher + student (sampled, max, min)."""
+    s = cfg.search
+    if pretrain:
+        roles = [Role.TEACHER] if s.reference_pretrain_teacher_only else list(Role)
+        passes = [(r, m) for r in roles for m in PRETRAIN_MODES]
+    else:
+        passes = [(Role.TEACHER, WidthMode.MAX)] + [(Role.STUDENT, m) for m in STUDENT_WEIGHT_MODES]
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    # Backward per pass: the same gradient as the summed loss, with one graph alive at a time.
+    for role, mode in passes:
+        loss = _seg_loss(net(image, role, mode), mask, s.ohem_thresh)
+        _check(loss, where)
+        loss.backward()
+        total += loss.item()
+    for p in net.arch.parameters():
+        p.grad = None
+    if s.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(weights, s.grad_clip)
+    opt.step()
+    return total
+
+
+def _epoch_report(
+    net: SuperNet,
+    cfg: Config,
+    val_set: SegmentationFolder,
+    table: LatencyTable,
+    lam: float,
+    lat_hw: tuple[int, int],
+    device: torch.device,
+    epoch: int,
+) -> dict[str, Any]:
+    """Evaluate both roles, decode candidates, predict latency, adapt lambda."""
+    s = cfg.search
+    report: dict[str, Any] = {"lambda": lam}
+    for role in Role:
+        mious = evaluate_heads(net, role, val_set, device, s.eval_images)
+        candidates = {}
+        for pair in PAIRS:
+            meta = {"epoch": epoch, "lasts": list(pair), "miou_head": PAIR_HEAD[pair]}
+            geno = _decode(net, role, pair, cfg, meta)
+            lat = genotype_latency(
+                geno,
+                table,
+                height=lat_hw[0],
+                width=lat_hw[1],
+                num_classes=cfg.space.num_classes,
+            )
+            miou = mious[PAIR_HEAD[pair]]
+            candidates["".join(map(str, pair))] = {
+                "genotype": geno.to_dict(),
+                "miou": miou,
+                "latency_ms": lat,
+                "objective": objective(miou, lat, s.target_ms, s.objective_exponent),
+            }
+        report[role.value] = {
+            "miou": mious,
+            "candidates": candidates,
+            "entropy_alpha": _entropy(net.alphas(role)),
+            "entropy_beta": _entropy(net.betas(role)),
+        }
+    student = report["student"]
+    chosen = max(student["candidates"], key=lambda k: student["candidates"][k]["objective"])
+    student["chosen"] = chosen
+    student["objective"] = student["candidates"][chosen]["objective"]
+    teacher = report["teacher"]
+    teacher["chosen"] = (
+        chosen
+        if s.reference_teacher_pair_from_student
+        else max(teacher["candidates"], key=lambda k: teacher["candidates"][k]["miou"])
+    )
+    lats = [c["latency_ms"] for c in student["candidates"].values()]
+    if any(v <= s.latency_min_ms for v in lats):
+        report["lambda_next"] = lam / 2
+    elif any(v >= s.latency_max_ms for v in lats):
+        report["lambda_next"] = lam * 2
+    else:
+        report["lambda_next"] = lam
+    return report
+
+
+def _write_arch(out: Path, row: dict[str, Any], suffix: str) -> None:
+    for role in Role:
+        info = row[role.value]
+        cand = info["candidates"][info["chosen"]]
+        geno = Genotype.from_dict(cand["genotype"], source=f"epoch {row['epoch']} {role.value}")
+        meta = {
+            **geno.meta,
+            "miou": cand["miou"],
+            "latency_ms": cand["latency_ms"],
+            "objective": cand["objective"],
+        }
+        replace(geno, meta=meta).save(out / f"arch_{role.value}{suffix}.json")
+
+
+def _log(writer: Any, row: dict[str, Any]) -> None:
+    e = row["epoch"]
+    for k in ("loss_weight", "loss_arch_teacher", "loss_arch_student", "latency_term_ms", "lr"):
+        if k in row and math.isfinite(row[k]):
+            writer.add_scalar(f"search/{k}", row[k], e)
+    for role in Role:
+        if role.value not in row:
+            continue
+        info = row[role.value]
+        for head, v in info["miou"].items():
+            writer.add_scalar(f"{role.value}/miou_{head}", v, e)
+        for pair, c in info["candidates"].items():
+            writer.add_scalar(f"{role.value}/latency_ms_{pair}", c["latency_ms"], e)
+        writer.add_scalar(f"{role.value}/entropy_alpha", info["entropy_alpha"], e)
+        writer.add_scalar(f"{role.value}/entropy_beta", info["entropy_beta"], e)
+    if "lambda" in row:
+        writer.add_scalar("search/lambda", row["lambda"], e)
+    writer.flush()
