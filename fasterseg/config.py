@@ -193,6 +193,42 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
 
 
+@dataclass(frozen=True)
+class SynthConfig:
+    """The built-in synthetic street scenes a pipeline generates when ``enabled``."""
+
+    enabled: bool = True
+    train: int = 40
+    val: int = 10
+    size: tuple[int, int] = (256, 512)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The report's latency comparison: resolution, timing budget, the LR-ASPP peer."""
+
+    height: int = 256
+    width: int = 512
+    measure: bool = True
+    min_time: float = 1.0
+    peer: bool = True
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """One end-to-end run: data -> latency table -> search -> train teacher -> distill student
+    -> train student alone -> evaluate -> report. ``search`` and ``train`` are complete
+    configs (their ``data.root`` is replaced by ``data_root``)."""
+
+    data_root: str = "runs/data/synthetic"
+    synthetic: SynthConfig = field(default_factory=SynthConfig)
+    search: Config = field(default_factory=Config)
+    train: Config = field(default_factory=Config)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
 _PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
 
 
@@ -370,6 +406,28 @@ def load_config(
     if overrides:
         source += " (with overrides)"
     return config_from_dict(data, source)
+
+
+def load_pipeline_config(
+    path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()
+) -> PipelineConfig:
+    """Load a pipeline config (the built-in demo when ``path`` is None) with overrides such
+    as ``search.search.epochs=2`` or ``train.train.epochs=3``."""
+    if path is None:
+        from importlib import resources
+
+        ref = resources.files("fasterseg") / "recipes" / "pipeline_demo.yaml"
+        with resources.as_file(ref) as demo:
+            data = read_yaml(demo)
+        source = "built-in demo pipeline (fasterseg/recipes/pipeline_demo.yaml)"
+    else:
+        data = read_yaml(path)
+        source = str(path)
+    for ov in overrides:
+        _set_path(data, ov, source)
+    if overrides:
+        source += " (with overrides)"
+    return _build(PipelineConfig, data, source, "")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
