@@ -240,20 +240,8 @@ def _cmd_lut_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def search_table(cfg, *, progress: bool = True):  # -> LatencyTable
-    """Build or complete the latency table the search of ``cfg`` needs (only missing entries)."""
-    from .latency import build_table
-
-    lat = cfg.latency
-    return build_table(
-        lat.table, space=cfg.space, height=lat.height, width=lat.width, backend=lat.backend,
-        device=lat.device, threads=lat.threads or None, min_time=lat.min_time,
-        progress=progress,
-    )  # fmt: skip
-
-
 def _cmd_search(args: argparse.Namespace) -> int:
-    from .engine.search import search
+    from .engine.search import search, search_table
 
     cfg = _train_config(args)
     table = search_table(cfg)
@@ -263,6 +251,28 @@ def _cmd_search(args: argparse.Namespace) -> int:
         f"done: best student objective {best['objective']:.4f} at epoch {best['epoch']}; "
         f"{args.out}/arch_student.json and arch_teacher.json written"
     )
+    return 0
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from .config import load_pipeline_config
+    from .pipeline import run_pipeline
+    from .report import format_report_summary
+
+    pcfg = load_pipeline_config(args.config, args.overrides)
+    report = run_pipeline(pcfg, args.out, data_root=args.data, say=print)
+    print()
+    print(format_report_summary(report))
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+def _cmd_draw(args: argparse.Namespace) -> int:
+    from .models import load_genotype
+    from .report import draw_genotype
+
+    path = draw_genotype(load_genotype(args.arch), args.out)
+    print(f"wrote {path}")
     return 0
 
 
@@ -516,6 +526,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("file", type=Path, help="table file (JSON)")
     show.set_defaults(func=_cmd_lut_show)
+
+    pipeline = sub.add_parser(
+        "pipeline",
+        formatter_class=fmt,
+        help="run everything: data, latency table, search, train, distill, report",
+        description=textwrap.dedent(
+            """\
+            The whole method in one command: generate the synthetic data if missing, build
+            the latency table for this device, search, train the teacher, distill the
+            student, train the student alone, evaluate, measure latency and write
+            OUT/report.md, report.json and plots/. Finished stages are skipped and partial
+            ones resume, so the same command continues a killed run; rerunning a finished
+            pipeline only rebuilds the report. Without --config it runs the built-in demo.
+
+            examples:
+              fasterseg pipeline
+              fasterseg pipeline --config my_pipeline.yaml --out runs/study \\
+                  --data /data/cityscapes search.search.epochs=10
+            """
+        ),
+    )
+    pipeline.add_argument("--config", type=Path, help="pipeline YAML (default: the built-in demo)")
+    pipeline.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    pipeline.add_argument("--data", type=Path, help="a real dataset root (no synthetic data)")
+    pipeline.add_argument(
+        "overrides", nargs="*", metavar="a.b.c=value", help="overrides, e.g. train.train.epochs=3"
+    )
+    pipeline.set_defaults(func=_cmd_pipeline)
+
+    draw = sub.add_parser(
+        "draw",
+        formatter_class=fmt,
+        help="draw an architecture like the paper's Figure 6",
+        description=textwrap.dedent(
+            """\
+            Draw the branches of ARCH over the 1/8, 1/16 and 1/32 scales: where each goes
+            down, the operator and output width of every layer, the shared layers.
+
+            example:
+              fasterseg draw fasterseg-student --out student.png
+            """
+        ),
+    )
+    draw.add_argument("arch", help="published name or genotype .json file")
+    draw.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    draw.set_defaults(func=_cmd_draw)
     return parser
 
 

@@ -31,7 +31,7 @@ from ..decode import DecodeOptions
 from ..errors import ConfigError
 from ..genotype import Genotype
 from ..io import atomic_write_json
-from ..latency import LatencyTable, genotype_latency, latency_loss
+from ..latency import LatencyTable, build_table, genotype_latency, latency_loss
 from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
 from ..space import HEAD_NAMES, Role, SuperNet, WidthMode
@@ -126,6 +126,16 @@ def _decode(
     )
     name = f"searched-{role.value}"
     return net.genotype(role, pair, name=name, options=options, meta=meta)
+
+
+def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
+    """Build or complete the latency table ``cfg``'s search needs (only missing entries)."""
+    lat = cfg.latency
+    return build_table(
+        lat.table, space=cfg.space, height=lat.height, width=lat.width, backend=lat.backend,
+        device=lat.device, threads=lat.threads or None, min_time=lat.min_time,
+        progress=progress,
+    )  # fmt: skip
 
 
 def search(

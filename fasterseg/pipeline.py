@@ -1,0 +1,365 @@
+"""The end-to-end run: data -> latency table -> search -> decode -> train the teacher ->
+distill the student -> train the student alone -> evaluate -> measure -> report.
+
+Every stage checks its outputs first: complete ones are skipped, partial ones resume (the
+training and search loops continue from their checkpoints), so rerunning a finished pipeline
+only rebuilds the report from what is on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config, PipelineConfig, save_config
+from .genotype import Genotype
+from .io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+STAGES = (
+    "data",
+    "latency table",
+    "search",
+    "teacher",
+    "student (distilled)",
+    "student (trained alone)",
+    "latency",
+    "report",
+)
+
+
+def _with_root(cfg: Config, root: str, table: str | None = None) -> Config:
+    cfg = replace(cfg, data=replace(cfg.data, root=root))
+    if table is not None:
+        cfg = replace(cfg, latency=replace(cfg.latency, table=table))
+    return cfg
+
+
+def _complete_training(out: Path, epochs: int) -> bool:
+    import json
+
+    path = out / "metrics.json"
+    if not path.is_file():
+        return False
+    return len(json.loads(path.read_text())["epochs"]) >= epochs
+
+
+def _ensure_data(pcfg: PipelineConfig, root: Path, say: Callable[[str], None]) -> None:
+    syn = pcfg.synthetic
+    if not syn.enabled:
+        return
+    from .data.synth import generate_dataset
+
+    counts = {
+        split: len(list((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png")))
+        for split in ("train", "val")
+    }
+    if counts == {"train": syn.train, "val": syn.val}:
+        say(f"synthetic data in {root} is complete ({syn.train} train, {syn.val} val)")
+        return
+    summary = generate_dataset(root, train=syn.train, val=syn.val, size=syn.size, seed=syn.seed)
+    say(f"wrote {summary['images']} synthetic street scenes to {root}")
+
+
+def run_pipeline(
+    pcfg: PipelineConfig,
+    out_dir: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    say: Callable[[str], None] = log.info,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) every stage into ``out_dir``; return the report dict.
+
+    ``data_root`` replaces ``pcfg.data_root`` and turns off synthetic data generation.
+    ``say`` receives one line per stage event.
+    """
+    from .engine.search import search, search_table
+    from .engine.train import teacher_from_checkpoint, train
+    from .models import load_genotype
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if data_root is not None:
+        pcfg = replace(
+            pcfg, data_root=str(data_root), synthetic=replace(pcfg.synthetic, enabled=False)
+        )
+    root = Path(pcfg.data_root)
+    table_path = Path(pcfg.search.latency.table)
+    if not table_path.is_absolute():
+        table_path = out / table_path
+    search_cfg = _with_root(pcfg.search, str(root), str(table_path))
+    train_cfg = _with_root(pcfg.train, str(root))
+    train_cfg = replace(train_cfg, space=search_cfg.space)
+    save_config(pcfg, out / "config.yaml")
+
+    def stage(i: int, text: str = "") -> None:
+        say(f"[{i + 1}/{len(STAGES)}] {STAGES[i]}{': ' + text if text else ''}")
+
+    stage(0)
+    _ensure_data(pcfg, root, say)
+
+    stage(1, f"{search_cfg.latency.height}x{search_cfg.latency.width}, {table_path}")
+    table = search_table(search_cfg, progress=progress is not False)
+
+    s = search_cfg.search
+    total = s.pretrain_epochs + s.epochs
+    stage(2, f"{s.pretrain_epochs} pretraining + {s.epochs} search epochs")
+    search_dir = out / "search"
+    history = _read_json(search_dir / "history.json")
+    if history is not None and len(history["epochs"]) >= total:
+        say("search is complete; skipped")
+    else:
+        history = search(search_cfg, search_dir, table, progress=progress)
+    teacher_arch = load_genotype(search_dir / "arch_teacher.json")
+    student_arch = load_genotype(search_dir / "arch_student.json")
+
+    epochs = train_cfg.train.epochs
+    runs = {}
+    for i, (key, arch) in enumerate(
+        (("teacher", teacher_arch), ("student_distilled", student_arch),
+         ("student_trained", student_arch)),
+        start=3,
+    ):  # fmt: skip
+        stage(i, f"{arch.name}, {epochs} epochs")
+        run_dir = out / key
+        if _complete_training(run_dir, epochs):
+            say(f"{key} is complete; skipped")
+        else:
+            teacher = None
+            if key == "student_distilled":
+                teacher = teacher_from_checkpoint(out / "teacher" / "best.pt", train_cfg)
+            train(train_cfg, arch, run_dir, teacher=teacher, progress=progress)
+        runs[key] = (arch, _read_json(run_dir / "metrics.json"))
+
+    stage(6, f"{pcfg.report.height}x{pcfg.report.width} on this CPU")
+    latency = _measure_all(pcfg, out, runs, table_path, search_cfg, say)
+
+    stage(7)
+    report = _build_report(pcfg, out, runs, latency, history, root, search_cfg)
+    return report
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _measure_all(
+    pcfg: PipelineConfig,
+    out: Path,
+    runs: dict[str, tuple[Genotype, dict[str, Any]]],
+    table_path: Path,
+    search_cfg: Config,
+    say: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
+    """Params, MACs, predicted and measured latency of every model; cached in latency.json."""
+    from .latency import build_table, genotype_kernels, genotype_latency, measure_network
+    from .models import create_model, load_genotype
+    from .models.profile import profile_genotype
+
+    rep = pcfg.report
+    h, w = rep.height, rep.width
+    cache_path = out / "latency.json"
+    cache = _read_json(cache_path) or {}
+    if cache.get("resolution") != [h, w]:
+        cache = {"resolution": [h, w], "models": {}}
+    genotypes = {key: arch for key, (arch, _) in runs.items()}
+    genotypes["fasterseg-student"] = load_genotype("fasterseg-student")
+    genotypes["fasterseg-teacher"] = load_genotype("fasterseg-teacher")
+    classes = search_cfg.space.num_classes
+    same_res = (search_cfg.latency.height, search_cfg.latency.width) == (h, w)
+    lut = table_path if same_res else out / "lut_report.json"
+    specs = [s for g in genotypes.values() for s in genotype_kernels(g, h, w, classes)]
+    lat = search_cfg.latency
+    table = build_table(
+        lut, specs=specs, height=h, width=w, backend=lat.backend, device=lat.device,
+        threads=rep.threads or lat.threads or None, min_time=lat.min_time, progress=False,
+    )  # fmt: skip
+    threads = table.fingerprint.get("threads")
+    for key, geno in genotypes.items():
+        if key in cache["models"]:
+            continue
+        twin = next((k for k, g in genotypes.items() if k in cache["models"] and g == geno), None)
+        if twin is not None:  # the same architecture (distilled / trained student): time once
+            cache["models"][key] = cache["models"][twin]
+            atomic_write_json(cache_path, cache)
+            continue
+        entry = dict(profile_genotype(geno, height=h, width=w, num_classes=classes))
+        entry["latency_ms_predicted"] = genotype_latency(
+            geno, table, height=h, width=w, num_classes=classes
+        )
+        entry["latency_ms_measured"] = None
+        if rep.measure:
+            model = create_model(geno, classes).eval()
+            entry["latency_ms_measured"] = measure_network(
+                model, h, w, threads=threads, min_time=rep.min_time
+            ).ms
+        cache["models"][key] = entry
+        atomic_write_json(cache_path, cache)
+        say(f"{key}: {entry['latency_ms_measured'] or entry['latency_ms_predicted']:.2f} ms")
+    if rep.peer and "lraspp_mobilenet_v3_large" not in cache["models"]:
+        cache["models"]["lraspp_mobilenet_v3_large"] = _peer(h, w, classes, threads, rep)
+        atomic_write_json(cache_path, cache)
+    return cache["models"]
+
+
+def _peer(h: int, w: int, classes: int, threads: int | None, rep: Any) -> dict[str, Any]:
+    """torchvision's LR-ASPP MobileNetV3-Large (random weights): params, MACs, latency."""
+    import copy
+
+    import thop
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    from .latency import measure_network
+
+    model = lraspp_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=classes
+    ).eval()
+    with torch.inference_mode():
+        macs, _ = thop.profile(
+            copy.deepcopy(model), inputs=(torch.zeros(1, 3, h, w),), verbose=False
+        )
+
+    class _Logits(torch.nn.Module):
+        def __init__(self, m: torch.nn.Module) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.m(x)["out"]
+
+    measured = (
+        measure_network(_Logits(model), h, w, threads=threads, min_time=rep.min_time).ms
+        if rep.measure
+        else None
+    )
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": int(macs),
+        "latency_ms_predicted": None,
+        "latency_ms_measured": measured,
+    }
+
+
+def _fps(ms: float | None) -> float | None:
+    return None if not ms else 1000.0 / ms
+
+
+def _build_report(
+    pcfg: PipelineConfig,
+    out: Path,
+    runs: dict[str, tuple[Genotype, dict[str, Any]]],
+    latency: dict[str, dict[str, Any]],
+    history: dict[str, Any] | None,
+    root: Path,
+    search_cfg: Config,
+) -> dict[str, Any]:
+    from .data.labels import get_label_table
+    from .report import draw_genotype, plot_latency_vs_miou, plot_search_trajectory, write_report
+
+    plots = out / "plots"
+    models = {}
+    points = []
+    for key, (arch, metrics) in runs.items():
+        final = metrics.get("final") or {}
+        lat = latency[key]
+        models[key] = {
+            "arch": arch.name,
+            "miou": final.get("miou"),
+            "pixel_accuracy": final.get("pixel_accuracy"),
+            "per_class_iou": final.get("per_class_iou", {}),
+            "train_seconds": metrics.get("train_seconds"),
+            "params": lat["params"],
+            "macs": lat["macs"],
+            "latency_ms_predicted": lat["latency_ms_predicted"],
+            "latency_ms_measured": lat["latency_ms_measured"],
+            "fps": _fps(lat["latency_ms_measured"]),
+        }
+        points.append(
+            {
+                "name": key.replace("_", " "),
+                "latency_ms": lat["latency_ms_measured"] or lat["latency_ms_predicted"],
+                "miou": final.get("miou"),
+                "kind": "searched",
+            }
+        )
+    references = {}
+    for key in ("fasterseg-student", "fasterseg-teacher", "lraspp_mobilenet_v3_large"):
+        if key not in latency:
+            continue
+        lat = latency[key]
+        references[key] = {
+            "params": lat["params"],
+            "macs": lat["macs"],
+            "latency_ms_predicted": lat["latency_ms_predicted"],
+            "latency_ms_measured": lat["latency_ms_measured"],
+            "fps": _fps(lat["latency_ms_measured"]),
+        }
+        points.append(
+            {
+                "name": key,
+                "latency_ms": lat["latency_ms_measured"] or lat["latency_ms_predicted"],
+                "miou": None,
+                "kind": "peer" if key.startswith("lraspp") else "reference",
+            }
+        )
+    plot_latency_vs_miou(points, plots / "latency_vs_miou.png")
+    draw_genotype(runs["teacher"][0], plots / "arch_teacher.png", title="searched teacher")
+    draw_genotype(runs["student_trained"][0], plots / "arch_student.png", title="searched student")
+    search_info = None
+    if history is not None:
+        plot_search_trajectory(history, plots / "search.png")
+        rows = history["epochs"]
+        search_info = {
+            "epochs": len(rows),
+            "seconds": sum(r.get("seconds", 0.0) for r in rows),
+            "best_epoch": (history.get("best") or {}).get("epoch"),
+            "lambda_final": next(
+                (r["lambda_next"] for r in reversed(rows) if "lambda_next" in r), None
+            ),
+        }
+    table = get_label_table(search_cfg.data.dataset)
+    count = {
+        split: len(list((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png")))
+        for split in ("train", "val")
+    }
+    report = {
+        "title": "fasterseg pipeline report",
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "device": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "resolution": [pcfg.report.height, pcfg.report.width],
+        "dataset": {"root": str(root), **count, "classes": list(table.class_names)},
+        "models": models,
+        "references": references,
+        "search": search_info,
+        "plots": {
+            "latency_vs_miou": "plots/latency_vs_miou.png",
+            "search": "plots/search.png",
+            "teacher": "plots/arch_teacher.png",
+            "student": "plots/arch_student.png",
+        },
+        "notes": [
+            "mIoU and pixel accuracy: validation split after the last training epoch.",
+            "Predicted latency: sum of the lookup table's kernels; measured: end-to-end eval "
+            "forward at batch 1 on this CPU (median).",
+            "The published FasterSeg architectures and LR-ASPP are untrained here; only their "
+            "size and speed are compared.",
+        ],
+    }
+    write_report(report, out)
+    return report
