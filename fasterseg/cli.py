@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import textwrap
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def _positive(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError("must be > 0, got 0")
     return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like every other user error."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _print_json(obj: object) -> None:
@@ -290,7 +298,7 @@ def _add_training_args(p: argparse.ArgumentParser, arch: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fasterseg`` command."""
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fasterseg",
         formatter_class=fmt,
         description=textwrap.dedent(
@@ -306,12 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fasterseg {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     data = sub.add_parser(
         "data", help="generate datasets", description="Generate or inspect datasets."
     )
-    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
     synth = data_sub.add_parser(
         "synth",
         formatter_class=fmt,
@@ -490,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="build or show a latency lookup table",
         description="Build or inspect latency lookup tables.",
     )
-    lut_sub = lut.add_subparsers(dest="lut_command", metavar="ACTION")
+    lut_sub = lut.add_subparsers(dest="lut_command", metavar="ACTION", parser_class=_Parser)
     build = lut_sub.add_parser(
         "build",
         formatter_class=fmt,
@@ -595,6 +603,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"fasterseg: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``fasterseg lut show T | head``): not an error.
+        return 0
     except KeyboardInterrupt:
         print("fasterseg: interrupted", file=sys.stderr)
         return 130

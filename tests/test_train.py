@@ -1,6 +1,7 @@
 """Retraining, distillation, evaluation and checkpoints on tiny synthetic data (CPU)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,7 +182,18 @@ def test_unsafe_checkpoint_refused(tmp_path):
         def __reduce__(self):
             return (print, ("payload ran",))
 
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
     path = tmp_path / "evil.pt"
-    path.write_bytes(pickle.dumps({"format": "fasterseg-checkpoint", "x": Boom()}))
-    with pytest.raises(CheckpointError, match="refused to load"):
+    torch.save({"format": "fasterseg-checkpoint", "version": 1, "x": Payload()}, path)
+    with pytest.raises(CheckpointError, match=r"refused to load - the file would import"):
         load_checkpoint(path)
+    assert not marker.exists()  # the payload did not run
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps({"x": Boom()}))
+    with pytest.raises(CheckpointError, match="corrupt or unreadable checkpoint"):
+        load_checkpoint(raw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,15 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if unsafe:
+            raise CheckpointError(
+                f"{path}: refused to load - the file would import {unsafe.group(1)}, which a "
+                "weights-only checkpoint never does (nothing was executed)"
+            ) from None
         raise CheckpointError(
-            f"{path}: refused to load - not a plain weights-only checkpoint ({first})"
+            f"{path}: corrupt or unreadable checkpoint (not a file written by torch.save "
+            "with tensors and plain values; nothing was executed)"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({exc})") from None

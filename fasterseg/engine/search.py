@@ -35,6 +35,7 @@ from ..latency import LatencyTable, build_table, genotype_latency, latency_loss
 from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
 from ..space import HEAD_NAMES, Role, SuperNet, WidthMode
+from ..space.supernet import check_space
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .common import kaiming_init, resolve_device, seed_everything, summary_writer
 from .train import DivergedError
@@ -130,6 +131,7 @@ def _decode(
 
 def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
     """Build or complete the latency table ``cfg``'s search needs (only missing entries)."""
+    check_space(cfg.space)
     lat = cfg.latency
     return build_table(
         lat.table, space=cfg.space, height=lat.height, width=lat.width, backend=lat.backend,

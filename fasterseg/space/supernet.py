@@ -28,6 +28,31 @@ NUM_SCALES = 3
 HEAD_NAMES = ("8s", "16s", "32s", "8s_32s", "16s_32s")
 
 
+def check_space(space: SpaceConfig) -> None:
+    """Raise ConfigError naming the first ``space.*`` key a supernet cannot be built from."""
+    if space.layers < 6:
+        raise ConfigError(f"space.layers must be at least 6, got {space.layers}")
+    if space.fch < 1:
+        raise ConfigError(f"space.fch must be positive, got {space.fch}")
+    if not space.ops:
+        raise ConfigError("space.ops must list at least one operator")
+    for i, name in enumerate(space.ops):
+        if name not in OPS:
+            raise ConfigError(
+                f"space.ops[{i}]: unknown operator {name!r}; registered: {', '.join(OPS)}"
+            )
+    if not space.width_choices or not all(0 < w <= 1 for w in space.width_choices):
+        raise ConfigError(
+            f"space.width_choices must be numbers in (0, 1], got {list(space.width_choices)}"
+        )
+    for key in ("teacher_stem_width", "teacher_head_width", "student_stem_width",
+                "student_head_width"):  # fmt: skip
+        if not 0 < getattr(space, key) <= 1:
+            raise ConfigError(f"space.{key} must be in (0, 1], got {getattr(space, key)}")
+    if space.num_classes < 1:
+        raise ConfigError(f"space.num_classes must be positive, got {space.num_classes}")
+
+
 def _ratio_row(scale: int, layer: int) -> int:
     """Row of ``ratio_s`` that holds the width of layer ``layer``'s output at ``scale``."""
     return layer - 1 if scale == 2 else layer
@@ -120,17 +145,7 @@ class SuperNet(nn.Module):
     def __init__(self, space: SpaceConfig | None = None, *, resize_mode: str = "bilinear"):
         super().__init__()
         space = space if space is not None else SpaceConfig()
-        if space.layers < 6:
-            raise ConfigError(f"space.layers must be at least 6, got {space.layers}")
-        for i, name in enumerate(space.ops):
-            if name not in OPS:
-                raise ConfigError(
-                    f"space.ops[{i}]: unknown operator {name!r}; registered: {', '.join(OPS)}"
-                )
-        if not space.width_choices or not all(0 < w <= 1 for w in space.width_choices):
-            raise ConfigError(
-                f"space.width_choices must be numbers in (0, 1], got {list(space.width_choices)}"
-            )
+        check_space(space)
         self.space = space
         self.resize_mode = resize_mode
         self.layers = space.layers
