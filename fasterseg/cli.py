@@ -306,9 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
             Latency-aware architecture search, retraining and distillation for real-time
             semantic segmentation (FasterSeg, rebuilt).
 
-            Quick start:
-              fasterseg data synth --out runs/data/synthetic --train 40 --val 10
-              fasterseg score PRED_DIR --gt runs/data/synthetic --json
+            Quick start (the whole method on built-in synthetic data, report in runs/demo):
+              fasterseg pipeline
+
+            Step by step: data synth -> lut build -> search -> train / distill ->
+            evaluate; `fasterseg COMMAND --help` explains each with an example.
             """
         ),
     )
