@@ -37,6 +37,8 @@ class DataConfig:
     ``camvid``. ``crop`` is (height, width); ``scales`` are the random rescale factors;
     ``downsample`` shrinks every image before augmentation (the search uses 2);
     ``label_stride`` shrinks labels after cropping for /8 supervision (the search uses 8).
+    ``skip_corrupt`` leaves out unreadable images and labels (with a warning and a count)
+    instead of stopping with an error.
     """
 
     dataset: str = "cityscapes"
@@ -51,6 +53,7 @@ class DataConfig:
     batch_size: int = 12
     workers: int = 2
     seed: int = 12345
+    skip_corrupt: bool = False
 
 
 @dataclass(frozen=True)

@@ -456,3 +456,18 @@ def test_good_samples_still_load_beside_a_bad_one(tmp_path: Path) -> None:
     assert ds[0][0].shape == (3, H, W)
     with pytest.raises(DataError):
         ds[1]
+
+
+def test_skip_corrupt_leaves_out_unreadable_images_with_a_count(tmp_path, caplog):
+    from fasterseg.data.synth import generate_dataset
+
+    generate_dataset(tmp_path, train=0, val=3, size=(32, 64), seed=0)
+    bad = sorted((tmp_path / "leftImg8bit" / "val").rglob("*.png"))[1]
+    bad.write_bytes(b"garbage")
+    with pytest.raises(DataError, match=str(bad)):
+        ds = build_dataset("cityscapes", tmp_path, "val")
+        [ds[i] for i in range(len(ds))]
+    with caplog.at_level("WARNING"):
+        ds = build_dataset("cityscapes", tmp_path, "val", skip_corrupt=True)
+    assert len(ds) == 2
+    assert "skipped 1 of 3 samples" in caplog.text and str(bad) in caplog.text

@@ -99,7 +99,7 @@ def test_unreadable_files(tmp_path):
         Genotype.load(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(GenotypeError, match="bad.json: not valid JSON"):
+    with pytest.raises(GenotypeError, match=r"bad\.json: not valid JSON"):
         Genotype.load(bad)
     arr = tmp_path / "arr.json"
     arr.write_text("[1, 2]")

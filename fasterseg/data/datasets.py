@@ -3,6 +3,7 @@ CamVid's SegNet-style layout. Every problem with the files raises DataError nami
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from torchvision import tv_tensors
 
 from ..errors import DataError
 from .labels import IGNORE_INDEX, LabelTable, get_label_table
+
+log = logging.getLogger(__name__)
 
 CITYSCAPES_LAYOUT = (
     "ROOT/leftImg8bit/SPLIT/CITY/*_leftImg8bit.png with "
@@ -228,9 +231,33 @@ def build_dataset(
     root: str | os.PathLike,
     split: str,
     transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+    *,
+    skip_corrupt: bool = False,
 ) -> SegmentationFolder:
-    """The dataset ``name`` (``cityscapes`` or ``camvid``) at ``root``/``split``."""
+    """The dataset ``name`` (``cityscapes`` or ``camvid``) at ``root``/``split``.
+
+    With ``skip_corrupt`` every sample is read once up front and those whose image or label
+    cannot be read are left out, with a warning that counts them and names the first; without
+    it a corrupt file raises DataError naming it when it is loaded.
+    """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     list_samples, table = DATASETS[name]
-    return SegmentationFolder(list_samples(root, split), get_label_table(table), transforms)
+    dataset = SegmentationFolder(list_samples(root, split), get_label_table(table), transforms)
+    if skip_corrupt:
+        good, bad = [], []
+        for i, sample in enumerate(dataset.samples):
+            try:
+                dataset.load(i)
+                good.append(sample)
+            except DataError as exc:
+                bad.append(str(exc))
+        if bad:
+            log.warning(
+                "skipped %d of %d samples of %s/%s that cannot be used; first: %s",
+                len(bad), len(dataset.samples), root, split, bad[0],
+            )  # fmt: skip
+        if not good:
+            raise DataError(f"{root}: every sample of split {split!r} is unusable; first: {bad[0]}")
+        dataset.samples = good
+    return dataset

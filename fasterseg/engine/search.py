@@ -165,10 +165,12 @@ def search(
 
     def train_set(crop: tuple[int, int]) -> SegmentationFolder:
         tf = train_transforms(crop, d.scales, d.flip, d.downsample, d.label_stride)
-        return build_dataset(d.dataset, d.root, d.train_split, tf)
+        return build_dataset(d.dataset, d.root, d.train_split, tf, skip_corrupt=d.skip_corrupt)
 
     pre_set, search_set = train_set(s.pretrain_crop), train_set(s.crop)
-    val_set = build_dataset(d.dataset, d.root, d.val_split, eval_transforms(d.downsample))
+    val_set = build_dataset(
+        d.dataset, d.root, d.val_split, eval_transforms(d.downsample), skip_corrupt=d.skip_corrupt
+    )
     if cfg.space.num_classes != val_set.num_classes:
         raise ConfigError(
             f"space.num_classes is {cfg.space.num_classes} but dataset {d.dataset!r} has "

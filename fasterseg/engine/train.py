@@ -112,8 +112,11 @@ def train(
     train_set = build_dataset(
         d.dataset, d.root, d.train_split,
         train_transforms(d.crop, d.scales, d.flip, d.downsample, d.label_stride),
+        skip_corrupt=d.skip_corrupt,
     )  # fmt: skip
-    val_set = build_dataset(d.dataset, d.root, d.val_split, eval_transforms(d.downsample))
+    val_set = build_dataset(
+        d.dataset, d.root, d.val_split, eval_transforms(d.downsample), skip_corrupt=d.skip_corrupt
+    )
     if len(train_set) == 0:
         raise ConfigError(f"{d.root}: the {d.train_split!r} split is empty")
     if cfg.space.num_classes != train_set.num_classes:
