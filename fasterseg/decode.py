@@ -188,8 +188,14 @@ def decode(
     else:
         decoded = {
             last: _decode_one(
-                params, [a.copy() for a in params.alphas], last, ops, width_choices,
-                head_width, forbid_skip, options,
+                params,
+                [a.copy() for a in params.alphas],
+                last,
+                ops,
+                width_choices,
+                head_width,
+                forbid_skip,
+                options,
             )
             for last in set(lasts)
         }

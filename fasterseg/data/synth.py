@@ -98,8 +98,15 @@ def _any_color(rng: np.random.Generator) -> Array:
 
 
 _BUILDING_PAINT = (
-    (150, 150, 150), (200, 190, 170), (165, 95, 75), (222, 216, 205), (120, 108, 98),
-    (190, 170, 125), (145, 155, 170), (185, 145, 135), (95, 95, 100),
+    (150, 150, 150),
+    (200, 190, 170),
+    (165, 95, 75),
+    (222, 216, 205),
+    (120, 108, 98),
+    (190, 170, 125),
+    (145, 155, 170),
+    (185, 145, 135),
+    (95, 95, 100),
 )
 _GREENS = ((60, 100, 40), (80, 112, 50), (48, 78, 38), (100, 120, 60), (112, 100, 52))
 _TERRAIN = ((112, 122, 72), (142, 130, 82), (92, 112, 62), (128, 138, 96))
@@ -168,8 +175,9 @@ def _rect(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
-def _box(xa: float, xb: float, ya: float, yb: float, za: float, zb: float,
-         cam_height: float) -> list[tuple[Array, tuple[float, float, float]]]:
+def _box(
+    xa: float, xb: float, ya: float, yb: float, za: float, zb: float, cam_height: float
+) -> list[tuple[Array, tuple[float, float, float]]]:
     """The faces of an axis-aligned box a camera at X = 0 sees, in drawing order, with normals."""
     faces: list[tuple[Array, tuple[float, float, float]]] = []
     if yb < cam_height:
@@ -212,8 +220,9 @@ class _Side:
 class _Scene:
     """Draws one street scene into an RGB float image and a labelId*1000+instance map."""
 
-    def __init__(self, rng: np.random.Generator, height: int, width: int,
-                 featured: Sequence[str]) -> None:
+    def __init__(
+        self, rng: np.random.Generator, height: int, width: int, featured: Sequence[str]
+    ) -> None:
         self.rng = rng
         self.H, self.W = height, width
         self.featured = set(featured)
@@ -251,8 +260,9 @@ class _Scene:
             [self.xv + self.f * pts[:, 0] / z, self.yh + self.f * (self.cam_h - pts[:, 1]) / z]
         )
 
-    def region(self, pts2: Array, width_px: float = 0.0,
-               closed: bool = False) -> tuple[slice, slice, Array] | None:
+    def region(
+        self, pts2: Array, width_px: float = 0.0, closed: bool = False
+    ) -> tuple[slice, slice, Array] | None:
         """The pixels a 2-D polygon (or polyline, if ``width_px``) covers: (rows, cols, mask)."""
         pad = width_px / 2 + 1
         x0 = max(int(np.floor(pts2[:, 0].min() - pad)), 0)
@@ -276,16 +286,24 @@ class _Scene:
             return None
         return slice(y0, y1), slice(x0, x1), mask
 
-    def paint(self, reg: tuple[slice, slice, Array], rgb: Array | float, value: int | None,
-              texture: float = 0.05, blotch: float = 0.06, multiply: bool = False) -> None:
+    def paint(
+        self,
+        reg: tuple[slice, slice, Array],
+        rgb: Array | float,
+        value: int | None,
+        texture: float = 0.05,
+        blotch: float = 0.06,
+        multiply: bool = False,
+    ) -> None:
         """Colour the region (with this image's texture noise) and set its label value."""
         rows, cols, mask = reg
         view = self.img[rows, cols]
         if multiply:
             view[mask] *= rgb
         else:
-            mod = (1.0 + blotch * self.blotch[rows, cols][mask]
-                   + texture * self.fine[rows, cols][mask])
+            mod = (
+                1.0 + blotch * self.blotch[rows, cols][mask] + texture * self.fine[rows, cols][mask]
+            )
             color = np.asarray(rgb, np.float32)
             view[mask] = (color[None, :] if color.ndim == 1 else color) * mod[:, None]
         if value is not None:
@@ -322,12 +340,19 @@ class _Scene:
             n = len(starts) - 1
             kinds = rng.choice(3, size=n, p=[0.7, 0.15, 0.15])
             kinds[0] = _SEGMENT_BUILDING  # keeps the near view of each side a street of houses
-            self.sides.append(_Side(
-                sign=sign, curb=rng.uniform(3.5, 8.0), verge=verge,
-                sidewalk=rng.uniform(1.8, 4.5), setback=rng.uniform(0, 5) * (rng.random() < 0.6),
-                setback_label=setback_label, bounds=np.asarray(starts, np.float32),
-                kinds=kinds, heights=rng.uniform(8, 26, size=n).astype(np.float32),
-            ))
+            self.sides.append(
+                _Side(
+                    sign=sign,
+                    curb=rng.uniform(3.5, 8.0),
+                    verge=verge,
+                    sidewalk=rng.uniform(1.8, 4.5),
+                    setback=rng.uniform(0, 5) * (rng.random() < 0.6),
+                    setback_label=setback_label,
+                    bounds=np.asarray(starts, np.float32),
+                    kinds=kinds,
+                    heights=rng.uniform(8, 26, size=n).astype(np.float32),
+                )
+            )
         left, right = self.sides
         self.rail_x: float | None = None
         if "train" in self.featured or rng.random() < 0.12:
@@ -378,8 +403,9 @@ class _Scene:
         colors = {
             ROAD: _jitter(rng, (rng.uniform(70, 125),) * 3, 0.05),
             RAIL_TRACK: _jitter(rng, (rng.uniform(70, 120),) * 3, 0.08),
-            SIDEWALK: _jitter(rng, (rng.uniform(115, 175),) * 3 if rng.random() < 0.6
-                              else (165, 130, 118), 0.1),
+            SIDEWALK: _jitter(
+                rng, (rng.uniform(115, 175),) * 3 if rng.random() < 0.6 else (165, 130, 118), 0.1
+            ),
             TERRAIN: _jitter(rng, _TERRAIN[rng.integers(len(_TERRAIN))], 0.1),
             VEGETATION: _jitter(rng, _GREENS[rng.integers(len(_GREENS))], 0.1),
         }
@@ -433,17 +459,27 @@ class _Scene:
         # shadows the facades of one side cast across the street
         shade_side = self.sides[int(self.sun[0] > 0)]
         reach = shade_side.curb - rng.uniform(-3, 4)
-        seg = np.clip(np.searchsorted(shade_side.bounds, z, side="right") - 1, 0,
-                      len(shade_side.kinds) - 1)
+        seg = np.clip(
+            np.searchsorted(shade_side.bounds, z, side="right") - 1, 0, len(shade_side.kinds) - 1
+        )
         shadow = (shade_side.sign * x > reach) & (shade_side.kinds[seg] == _SEGMENT_BUILDING)
         img[shadow] *= rng.uniform(0.55, 0.8)
         img *= self.light((0.0, 1.0, 0.0))
         self.img[sl] = img
         self.ids[sl] = lab
 
-    def plane_texture(self, reg: tuple[slice, slice, Array], *, side_x: float | None,
-                      front_z: float | None, origin: float, base: Array, label: int,
-                      normal: tuple[float, float, float], windows: bool) -> None:
+    def plane_texture(
+        self,
+        reg: tuple[slice, slice, Array],
+        *,
+        side_x: float | None,
+        front_z: float | None,
+        origin: float,
+        base: Array,
+        label: int,
+        normal: tuple[float, float, float],
+        windows: bool,
+    ) -> None:
         """Paint a facade (X = side_x) or a front face (Z = front_z) with windows in perspective."""
         rng = self.rng
         xp, yp = self.pixel_grid(reg)
@@ -463,8 +499,9 @@ class _Scene:
             win_w = spacing * rng.uniform(0.35, 0.65)
             sill, win_h = rng.uniform(0.7, 1.0), rng.uniform(1.1, 1.7)
             glass = _jitter(rng, (55, 65, 80) if rng.random() < 0.7 else (140, 160, 185), 0.2)
-            hit = (((u % spacing) < win_w) & (((v % floor) - sill) % floor < win_h)
-                   & (v > floor * 0.8))
+            hit = (
+                ((u % spacing) < win_w) & (((v % floor) - sill) % floor < win_h) & (v > floor * 0.8)
+            )
             size_px = win_w * self.f / z
             vis = np.clip((size_px - 1.0) / 2.0, 0, 1)
             coverage = win_w / spacing * win_h / floor
@@ -497,14 +534,30 @@ class _Scene:
         base = _jitter(rng, _BUILDING_PAINT[rng.integers(len(_BUILDING_PAINT))], 0.12)
         reg = self.region(self.project(_side_plane(x, za, _rect(0, 0, zb - za, h))))
         if reg is not None:
-            self.plane_texture(reg, side_x=x, front_z=None, origin=za, base=base,
-                               label=BUILDING, normal=side_normal, windows=True)
+            self.plane_texture(
+                reg,
+                side_x=x,
+                front_z=None,
+                origin=za,
+                base=base,
+                label=BUILDING,
+                normal=side_normal,
+                windows=True,
+            )
         # the face toward the camera, seen where the street or a lower house in front opens
         depth = side.sign * rng.uniform(12, 30)
         reg = self.region(self.project(_billboard(x, za, _rect(0, 0, depth, h))))
         if reg is not None:
-            self.plane_texture(reg, side_x=None, front_z=za, origin=x, base=base,
-                               label=BUILDING, normal=(0.0, 0.0, -1.0), windows=True)
+            self.plane_texture(
+                reg,
+                side_x=None,
+                front_z=za,
+                origin=x,
+                base=base,
+                label=BUILDING,
+                normal=(0.0, 0.0, -1.0),
+                windows=True,
+            )
 
     def skyline(self) -> None:
         """A row of distant buildings and trees across the end of the street."""
@@ -529,8 +582,16 @@ class _Scene:
                 reg = self.region(self.project(_billboard(0.0, z, _rect(x, 0, x + w, h))))
                 if reg is not None:
                     base = _jitter(rng, _BUILDING_PAINT[rng.integers(len(_BUILDING_PAINT))], 0.12)
-                    self.plane_texture(reg, side_x=None, front_z=z, origin=x, base=base,
-                                       label=BUILDING, normal=(0.0, 0.0, -1.0), windows=True)
+                    self.plane_texture(
+                        reg,
+                        side_x=None,
+                        front_z=z,
+                        origin=x,
+                        base=base,
+                        label=BUILDING,
+                        normal=(0.0, 0.0, -1.0),
+                        windows=True,
+                    )
             x += w
 
     def barrier(self, label: int, side: _Side, za: float, zb: float, h: float) -> None:
@@ -543,8 +604,16 @@ class _Scene:
         normal = (float(-side.sign), 0.0, 0.0)
         if label == WALL:
             base = _jitter(rng, _BUILDING_PAINT[rng.integers(len(_BUILDING_PAINT))], 0.1)
-            self.plane_texture(reg, side_x=x, front_z=None, origin=za, base=base, label=WALL,
-                               normal=normal, windows=False)
+            self.plane_texture(
+                reg,
+                side_x=x,
+                front_z=None,
+                origin=za,
+                base=base,
+                label=WALL,
+                normal=normal,
+                windows=False,
+            )
             return
         xp, _ = self.pixel_grid(reg)
         dx = xp - self.xv
@@ -554,14 +623,19 @@ class _Scene:
         vis = np.clip(gap * self.f / z / 3 - 0.3, 0, 1)
         # see-through mesh: the background shows between the bars (still labelled fence)
         alpha = np.where(bars, 0.95, 0.35) * vis + 0.6 * (1 - vis)
-        rgb = _jitter(rng, [(110, 110, 105), (90, 75, 60), (60, 90, 70), (160, 160, 160)][
-            rng.integers(4)], 0.12) * self.light(normal)
+        rgb = _jitter(
+            rng,
+            [(110, 110, 105), (90, 75, 60), (60, 90, 70), (160, 160, 160)][rng.integers(4)],
+            0.12,
+        ) * self.light(normal)
         rows, cols, mask = reg
         behind = self.img[rows, cols][mask]
         color = behind * (1 - alpha[:, None]) + rgb[None, :] * alpha[:, None]
         self.paint(reg, color, FENCE, texture=0.04, blotch=0.04)
-        top = self.region(self.project(_side_plane(x, za, [(0, h), (zb - za, h)])),
-                          width_px=max(1.0, 0.08 * self.f / max(za, self.z_near)))
+        top = self.region(
+            self.project(_side_plane(x, za, [(0, h), (zb - za, h)])),
+            width_px=max(1.0, 0.08 * self.f / max(za, self.z_near)),
+        )
         if top is not None:
             self.paint(top, rgb * 0.8, FENCE)
 
@@ -569,8 +643,12 @@ class _Scene:
     def screen_box(self, objs: list[_Object]) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) pixel box around the labelled parts of a group of objects."""
         pts = np.concatenate([self.project(p.pts) for o in objs for p in o.parts if p.labelled])
-        return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()),
-                float(pts[:, 1].max()))
+        return (
+            float(pts[:, 0].min()),
+            float(pts[:, 1].min()),
+            float(pts[:, 0].max()),
+            float(pts[:, 1].max()),
+        )
 
     def add(self, objs: list[_Object], protect: bool = False, force: bool = False) -> bool:
         """Add a group of objects standing where nothing else stands, unless it would hide (or,
@@ -584,8 +662,9 @@ class _Scene:
             self.protected.append((z, box))
         return True
 
-    def fits(self, objs: list[_Object], z: float, box: tuple[float, float, float, float],
-             protect: bool) -> bool:
+    def fits(
+        self, objs: list[_Object], z: float, box: tuple[float, float, float, float], protect: bool
+    ) -> bool:
         for obj in objs:
             if obj.footprint is None:
                 continue
@@ -606,12 +685,13 @@ class _Scene:
         x0, y0, x1, y1 = self.screen_box(objs)
         return x0 >= 1 and x1 <= self.W - 1 and y0 >= 1 and y1 <= self.H - self.hood - 2
 
-    def place_featured(self, make: Callable[[float], list[_Object]], z_lo: float,
-                       z_hi: float) -> None:
+    def place_featured(
+        self, make: Callable[[float], list[_Object]], z_lo: float, z_hi: float
+    ) -> None:
         """Place a featured group near, fully in view and unhidden by other featured objects."""
         objs: list[_Object] = []
         for attempt in range(40):
-            z = self.rng.uniform(z_lo, z_hi) * (1.04 ** attempt)
+            z = self.rng.uniform(z_lo, z_hi) * (1.04**attempt)
             objs = make(z)
             if self.in_frame(objs) and self.add(objs, protect=True):
                 return
@@ -630,22 +710,44 @@ class _Scene:
         rng = self.rng
         parts: list[_Part] = []
         ch = self.cam_h
-        dims = {CAR: (rng.uniform(1.7, 1.95), rng.uniform(3.8, 4.8)),
-                TRUCK: (2.45, rng.uniform(7.5, 10.0)), BUS: (2.55, rng.uniform(10.5, 12.5)),
-                TRAIN: (2.65, rng.uniform(20, 35))}
+        dims = {
+            CAR: (rng.uniform(1.7, 1.95), rng.uniform(3.8, 4.8)),
+            TRUCK: (2.45, rng.uniform(7.5, 10.0)),
+            BUS: (2.55, rng.uniform(10.5, 12.5)),
+            TRAIN: (2.65, rng.uniform(20, 35)),
+        }
         w, length = dims[kind]
         xa, xb, za, zb = cx - w / 2, cx + w / 2, z, z + length
         paint = _any_color(rng)
         if kind == TRAIN:
-            paint = _jitter(rng, [(225, 225, 220), (190, 40, 40), (230, 190, 40), (40, 90, 160),
-                                  (60, 140, 80)][rng.integers(5)], 0.1)
+            paint = _jitter(
+                rng,
+                [(225, 225, 220), (190, 40, 40), (230, 190, 40), (40, 90, 160), (60, 140, 80)][
+                    rng.integers(5)
+                ],
+                0.1,
+            )
         dark = _jitter(rng, (30, 30, 32), 0.2)
         glass = _jitter(rng, (50, 60, 75) if rng.random() < 0.7 else (120, 140, 165), 0.2)
         lamp = np.array((230, 40, 30) if not oncoming else (240, 235, 200), np.float32)
-        shadow = np.array([[xa - 0.1, 0.01, za - 0.2], [xb + 0.1, 0.01, za - 0.2],
-                           [xb + 0.1, 0.01, zb], [xa - 0.1, 0.01, zb]], np.float32)
-        parts.append(_Part(shadow, np.full(3, rng.uniform(0.45, 0.7), np.float32), None,
-                           labelled=False, multiply=True))
+        shadow = np.array(
+            [
+                [xa - 0.1, 0.01, za - 0.2],
+                [xb + 0.1, 0.01, za - 0.2],
+                [xb + 0.1, 0.01, zb],
+                [xa - 0.1, 0.01, zb],
+            ],
+            np.float32,
+        )
+        parts.append(
+            _Part(
+                shadow,
+                np.full(3, rng.uniform(0.45, 0.7), np.float32),
+                None,
+                labelled=False,
+                multiply=True,
+            )
+        )
         for tx in (xa + 0.15, xb - 0.45):  # tyres seen under the bumper
             parts.append(_Part(_billboard(0, za + 0.3, _rect(tx, 0, tx + 0.3, 0.4)), dark))
 
@@ -660,71 +762,103 @@ class _Scene:
             box(0.28, body_top, za, zb, 0.0, paint)
             c0, c1 = za + rng.uniform(0.8, 1.2), zb - rng.uniform(0.9, 1.4)
             box(body_top, roof, c0, c1, 0.1, paint)
-            parts.append(_Part(_billboard(0, c0, _rect(xa + 0.2, body_top + 0.05, xb - 0.2,
-                                                       roof - 0.08)), glass))
+            parts.append(
+                _Part(
+                    _billboard(0, c0, _rect(xa + 0.2, body_top + 0.05, xb - 0.2, roof - 0.08)),
+                    glass,
+                )
+            )
             if near_x is not None:
-                parts.append(_Part(_side_plane(near_x + (0.1 if xa > 0 else -0.1), c0, _rect(
-                    0.1, body_top + 0.05, c1 - c0 - 0.1, roof - 0.08)), glass, None))
+                parts.append(
+                    _Part(
+                        _side_plane(
+                            near_x + (0.1 if xa > 0 else -0.1),
+                            c0,
+                            _rect(0.1, body_top + 0.05, c1 - c0 - 0.1, roof - 0.08),
+                        ),
+                        glass,
+                        None,
+                    )
+                )
             wheels = (za + 0.85, zb - 0.85)
             lamp_y = body_top - 0.2
         elif kind == TRUCK:
             cab_len = 2.3
             cargo = (za, zb - cab_len - 0.2) if not oncoming else (za + cab_len + 0.2, zb)
             cab = (zb - cab_len, zb) if not oncoming else (za, za + cab_len)
-            cargo_rgb = (_jitter(rng, (225, 225, 225), 0.1) if rng.random() < 0.6
-                         else _any_color(rng))
+            cargo_rgb = (
+                _jitter(rng, (225, 225, 225), 0.1) if rng.random() < 0.6 else _any_color(rng)
+            )
             if oncoming:
                 box(0.9, rng.uniform(3.2, 3.9), *cargo, 0.0, cargo_rgb)
                 box(0.45, rng.uniform(2.7, 3.1), *cab, 0.05, paint)
-                parts.append(_Part(_billboard(0, za, _rect(xa + 0.2, 1.6, xb - 0.2, 2.5)),
-                                   glass))
+                parts.append(_Part(_billboard(0, za, _rect(xa + 0.2, 1.6, xb - 0.2, 2.5)), glass))
             else:
                 box(0.45, rng.uniform(2.7, 3.1), *cab, 0.05, paint)
                 top = rng.uniform(3.2, 3.9)
                 box(0.9, top, *cargo, 0.0, cargo_rgb)
-                parts.append(_Part(_billboard(0, za, [(cx, 1.0), (cx, top - 0.1)]), dark,
-                                   width=0.05))
+                parts.append(
+                    _Part(_billboard(0, za, [(cx, 1.0), (cx, top - 0.1)]), dark, width=0.05)
+                )
             wheels = (za + 1.0, za + 2.4, zb - 1.2)
             lamp_y = 1.1
         else:  # bus or tram
             top = rng.uniform(3.0, 3.3) if kind == BUS else rng.uniform(3.4, 3.8)
             bottom = 0.3 if kind == BUS else 0.45
             box(bottom, top, za, zb, 0.0, paint)
-            parts.append(_Part(_billboard(0, za, _rect(xa + 0.15, 1.3, xb - 0.15, top - 0.35)),
-                               glass))
+            parts.append(
+                _Part(_billboard(0, za, _rect(xa + 0.15, 1.3, xb - 0.15, top - 0.35)), glass)
+            )
             if near_x is not None:
                 pane = rng.uniform(1.2, 1.8)
                 off = 0.08 if xa > 0 else -0.08
                 for s in np.arange(0.8, length - pane, pane):
-                    parts.append(_Part(_side_plane(near_x + off, za, _rect(
-                        float(s), 1.25, float(s + pane - 0.15), top - 0.5)), glass, None))
-            wheels = (za + 2.0, zb - 2.5) if kind == BUS else tuple(
-                float(s) for s in np.arange(za + 2.0, zb, 8.0))
+                    parts.append(
+                        _Part(
+                            _side_plane(
+                                near_x + off,
+                                za,
+                                _rect(float(s), 1.25, float(s + pane - 0.15), top - 0.5),
+                            ),
+                            glass,
+                            None,
+                        )
+                    )
+            wheels = (
+                (za + 2.0, zb - 2.5)
+                if kind == BUS
+                else tuple(float(s) for s in np.arange(za + 2.0, zb, 8.0))
+            )
             lamp_y = 0.8
         if near_x is not None:
             off = 0.12 if xa > 0 else -0.12
             for wz in wheels:
-                parts.append(_Part(_side_plane(near_x + off, 0.0, _circle(wz, 0.36, 0.36)), dark,
-                                   None))
+                parts.append(
+                    _Part(_side_plane(near_x + off, 0.0, _circle(wz, 0.36, 0.36)), dark, None)
+                )
         for lx in (xa + 0.1, xb - 0.35):
-            parts.append(_Part(_billboard(0, za, _rect(lx, lamp_y, lx + 0.25, lamp_y + 0.15)),
-                               lamp, None))
+            parts.append(
+                _Part(_billboard(0, za, _rect(lx, lamp_y, lx + 0.25, lamp_y + 0.15)), lamp, None)
+            )
         return _Object(kind, z, parts, footprint=(xa - 0.3, xb + 0.3, za - 0.8, zb + 0.8))
 
     def person(self, cx: float, z: float) -> _Object:
         rng = self.rng
         s = rng.uniform(1.55, 1.95) / 1.75
         top_rgb, legs_rgb = _any_color(rng), _any_color(rng) * rng.uniform(0.4, 1.0)
-        skin = _jitter(rng, [(230, 190, 160), (190, 140, 100), (120, 85, 60)][rng.integers(3)],
-                       0.1)
+        skin = _jitter(rng, [(230, 190, 160), (190, 140, 100), (120, 85, 60)][rng.integers(3)], 0.1)
         hair = _jitter(rng, (40, 30, 25), 0.3)
         parts = []
         coat = rng.uniform(0.9, 1.2) if rng.random() < 0.3 else 0.9
         if rng.random() < 0.5:  # facing the camera
             stride = rng.uniform(-0.06, 0.06)
             for sgn in (-1, 1):
-                leg = [(sgn * 0.02, 0.9), (sgn * 0.16, 0.9), (sgn * 0.17 + stride, 0),
-                       (sgn * 0.05 + stride, 0)]
+                leg = [
+                    (sgn * 0.02, 0.9),
+                    (sgn * 0.16, 0.9),
+                    (sgn * 0.17 + stride, 0),
+                    (sgn * 0.05 + stride, 0),
+                ]
                 parts.append(_Part(_billboard(cx, z, [(a * s, b * s) for a, b in leg]), legs_rgb))
             torso = [(-0.2, 1.8 - coat), (0.2, 1.8 - coat), (0.23, 1.45), (-0.23, 1.45)]
             parts.append(_Part(_billboard(cx, z, [(a * s, b * s) for a, b in torso]), top_rgb))
@@ -742,9 +876,21 @@ class _Scene:
             arm = [(0.0, 1.42 * s), (d * step * 0.8 * s, 0.9 * s)]
             parts.append(_Part(_billboard(cx, z, arm), top_rgb, width=0.09 * s))
         parts.append(_Part(_billboard(cx, z, _circle(0, 1.61 * s, 0.11 * s, 10)), skin))
-        parts.append(_Part(_billboard(cx, z, [(-0.11 * s, 1.62 * s), (0.11 * s, 1.62 * s),
-                                               (0.08 * s, 1.72 * s), (-0.08 * s, 1.72 * s)]),
-                           hair))
+        parts.append(
+            _Part(
+                _billboard(
+                    cx,
+                    z,
+                    [
+                        (-0.11 * s, 1.62 * s),
+                        (0.11 * s, 1.62 * s),
+                        (0.08 * s, 1.72 * s),
+                        (-0.08 * s, 1.72 * s),
+                    ],
+                ),
+                hair,
+            )
+        )
         return _Object(PERSON, z, parts, footprint=(cx - 0.3, cx + 0.3, z - 0.3, z + 0.3))
 
     def two_wheeler(self, kind: int, cx: float, z: float, ridden: bool) -> list[_Object]:
@@ -762,8 +908,17 @@ class _Scene:
             half, r = 0.52, 0.34
             for wx in (-half, half):
                 parts.append(_Part(bb(_circle(wx, r, r, 14)), dark, width=0.06, closed=True))
-            frame = [(-half, r), (0.0, 0.3), (-0.15, 0.85), (-half, r), (-0.15, 0.85),
-                     (0.4, 0.85), (0.0, 0.3), (0.4, 0.85), (half, r)]
+            frame = [
+                (-half, r),
+                (0.0, 0.3),
+                (-0.15, 0.85),
+                (-half, r),
+                (-0.15, 0.85),
+                (0.4, 0.85),
+                (0.0, 0.3),
+                (0.4, 0.85),
+                (half, r),
+            ]
             parts.append(_Part(bb(frame), paint, width=0.05))
             parts.append(_Part(bb([(0.4, 0.85), (0.38, 1.0), (0.3, 1.02)]), dark, width=0.04))
             parts.append(_Part(bb(_rect(-0.25, 0.87, -0.05, 0.93)), dark))
@@ -772,13 +927,21 @@ class _Scene:
             half, r = 0.72, 0.32
             for wx in (-half, half):
                 parts.append(_Part(bb(_circle(wx, r, r, 14)), dark))
-            body = [(-half, 0.5), (-0.4, 0.78), (0.15, 0.88), (0.5, 0.82), (0.6, 0.55),
-                    (0.2, 0.32), (-0.3, 0.34)]
+            body = [
+                (-half, 0.5),
+                (-0.4, 0.78),
+                (0.15, 0.88),
+                (0.5, 0.82),
+                (0.6, 0.55),
+                (0.2, 0.32),
+                (-0.3, 0.34),
+            ]
             parts.append(_Part(bb(body), paint))
             parts.append(_Part(bb([(0.55, 1.0), (half, r)]), dark, width=0.06))
             seat, bar = (-0.2, 0.85), (0.5, 1.0)
-        objs = [_Object(kind, z, parts, footprint=(cx - half - 0.4, cx + half + 0.4, z - 0.4,
-                                                   z + 0.4))]
+        objs = [
+            _Object(kind, z, parts, footprint=(cx - half - 0.4, cx + half + 0.4, z - 0.4, z + 0.4))
+        ]
         if ridden:
             top, legs = _any_color(rng), _any_color(rng) * 0.7
             skin = _jitter(rng, (200, 160, 130), 0.15)
@@ -786,13 +949,25 @@ class _Scene:
             shoulder = (seat[0] + 0.25, seat[1] + 0.62)
             knee = (seat[0] + 0.3, seat[1] - 0.15)
             foot = (0.0, 0.25) if kind == BICYCLE else (0.05, 0.35)
-            rp = [_Part(bb([hip, knee, foot]), legs, width=0.14),
-                  _Part(bb([(hip[0] - 0.12, hip[1]), (hip[0] + 0.1, hip[1]),
-                            (shoulder[0] + 0.1, shoulder[1]), (shoulder[0] - 0.1, shoulder[1])]),
-                        top),
-                  _Part(bb([shoulder, bar]), top, width=0.09),
-                  _Part(bb(_circle(shoulder[0] + 0.05, shoulder[1] + 0.17, 0.12, 10)),
-                        skin if kind == BICYCLE else _any_color(rng))]
+            rp = [
+                _Part(bb([hip, knee, foot]), legs, width=0.14),
+                _Part(
+                    bb(
+                        [
+                            (hip[0] - 0.12, hip[1]),
+                            (hip[0] + 0.1, hip[1]),
+                            (shoulder[0] + 0.1, shoulder[1]),
+                            (shoulder[0] - 0.1, shoulder[1]),
+                        ]
+                    ),
+                    top,
+                ),
+                _Part(bb([shoulder, bar]), top, width=0.09),
+                _Part(
+                    bb(_circle(shoulder[0] + 0.05, shoulder[1] + 0.17, 0.12, 10)),
+                    skin if kind == BICYCLE else _any_color(rng),
+                ),
+            ]
             objs.append(_Object(RIDER, z, rp, order=1))
         return objs
 
@@ -800,8 +975,11 @@ class _Scene:
         """A pole near the curb, bare, a street lamp, or carrying a traffic light or sign."""
         rng = self.rng
         cx = self.sidewalk_x(side, rng.uniform(0, 0.25))
-        grey = _jitter(rng, [(120, 120, 120), (70, 85, 75), (60, 60, 62), (150, 150, 145)][
-            rng.integers(4)], 0.12)
+        grey = _jitter(
+            rng,
+            [(120, 120, 120), (70, 85, 75), (60, 60, 62), (150, 150, 145)][rng.integers(4)],
+            0.12,
+        )
         toward_road = -side.sign
         if head is None:
             h = rng.uniform(3, 9)
@@ -820,27 +998,28 @@ class _Scene:
         hx = 0.0
         if hanging:
             hx = toward_road * rng.uniform(2.5, 4.0)
-            pole.append(_Part(_billboard(cx, z, [(0.0, h - 0.1), (hx, h - 0.1)]), grey,
-                              width=0.12))
+            pole.append(_Part(_billboard(cx, z, [(0.0, h - 0.1), (hx, h - 0.1)]), grey, width=0.12))
         parts: list[_Part] = []
         if head == TRAFFIC_LIGHT:
             y0 = h - 1.05 if hanging else h - 0.1
             housing = _jitter(rng, (35, 35, 35) if rng.random() < 0.75 else (190, 160, 40), 0.2)
-            parts.append(_Part(_billboard(cx, z, _rect(hx - 0.18, y0, hx + 0.18, y0 + 0.95)),
-                               housing))
+            parts.append(
+                _Part(_billboard(cx, z, _rect(hx - 0.18, y0, hx + 0.18, y0 + 0.95)), housing)
+            )
             if rng.random() < 0.75:  # facing us: three lamps, one lit
                 lit = rng.integers(3)
                 lit_rgb = [(255, 60, 40), (255, 180, 40), (60, 230, 120)]
                 for i, ly in enumerate((0.75, 0.47, 0.19)):
-                    rgb = (np.array(lit_rgb[i], np.float32) if i == lit
-                           else housing * 0.5 + 20)
-                    parts.append(_Part(_billboard(cx, z, _circle(hx, y0 + ly, 0.1, 10)), rgb,
-                                       None))
+                    rgb = np.array(lit_rgb[i], np.float32) if i == lit else housing * 0.5 + 20
+                    parts.append(_Part(_billboard(cx, z, _circle(hx, y0 + ly, 0.1, 10)), rgb, None))
         else:
             c = h + 0.3
             if rng.random() < 0.25:  # seen from behind: a plain grey plate
-                shape = _circle(0, c, 0.35, 14) if rng.random() < 0.5 else _rect(
-                    -0.35, c - 0.3, 0.35, c + 0.3)
+                shape = (
+                    _circle(0, c, 0.35, 14)
+                    if rng.random() < 0.5
+                    else _rect(-0.35, c - 0.3, 0.35, c + 0.3)
+                )
                 parts.append(_Part(_billboard(cx, z, shape), grey * 1.1))
             else:
                 style = rng.integers(4)
@@ -857,14 +1036,15 @@ class _Scene:
                     parts.append(_Part(_billboard(cx, z, inner), white))
                 elif style == 2:  # blue disc with an arrow
                     parts.append(_Part(_billboard(cx, z, _circle(0, c, 0.33, 14)), blue))
-                    parts.append(_Part(_billboard(cx, z, [(0, c - 0.2), (0, c + 0.2)]), white,
-                                       width=0.07))
+                    parts.append(
+                        _Part(_billboard(cx, z, [(0, c - 0.2), (0, c + 0.2)]), white, width=0.07)
+                    )
                 else:  # rectangular direction sign
                     rgb = blue if rng.random() < 0.5 else _jitter(rng, (30, 120, 60), 0.1)
-                    parts.append(_Part(_billboard(cx, z, _rect(-0.5, c - 0.3, 0.5, c + 0.3)),
-                                       rgb))
-                    parts.append(_Part(_billboard(cx, z, [(-0.35, c), (0.3, c)]), white,
-                                       width=0.06))
+                    parts.append(_Part(_billboard(cx, z, _rect(-0.5, c - 0.3, 0.5, c + 0.3)), rgb))
+                    parts.append(
+                        _Part(_billboard(cx, z, [(-0.35, c), (0.3, c)]), white, width=0.06)
+                    )
         return [_Object(POLE, z, pole), _Object(head, z, parts, order=1)]
 
     def tree(self, cx: float, z: float, layer: int = 1) -> _Object:
@@ -872,21 +1052,32 @@ class _Scene:
         h = rng.uniform(4.5, 11)
         crown = rng.uniform(1.6, 3.6)
         bark = _jitter(rng, (85, 70, 55) if rng.random() < 0.6 else (110, 110, 100), 0.15)
-        parts = [_Part(_billboard(cx, z, [(0.0, 0.0), (0.0, h * 0.6)]), bark,
-                       width=rng.uniform(0.22, 0.45))]
+        parts = [
+            _Part(
+                _billboard(cx, z, [(0.0, 0.0), (0.0, h * 0.6)]), bark, width=rng.uniform(0.22, 0.45)
+            )
+        ]
         green = _GREENS[rng.integers(len(_GREENS))]
         for _ in range(rng.integers(5, 10)):
             bx, by = rng.normal(0, crown * 0.45), h - crown + rng.normal(0, crown * 0.3)
             r = crown * rng.uniform(0.45, 0.85)
-            parts.append(_Part(_billboard(cx, z, _circle(bx, by, r, 12)),
-                               _jitter(rng, green, 0.15), texture=0.1))
+            parts.append(
+                _Part(
+                    _billboard(cx, z, _circle(bx, by, r, 12)),
+                    _jitter(rng, green, 0.15),
+                    texture=0.1,
+                )
+            )
         return _Object(VEGETATION, z, parts, layer=layer)
 
     def static_object(self, cx: float, z: float) -> _Object:
         rng = self.rng
         w, h = rng.uniform(0.3, 0.9), rng.uniform(0.6, 1.2)
-        rgb = _jitter(rng, [(60, 80, 60), (110, 110, 110), (200, 110, 30), (50, 50, 60)][
-            rng.integers(4)], 0.15)
+        rgb = _jitter(
+            rng,
+            [(60, 80, 60), (110, 110, 110), (200, 110, 30), (50, 50, 60)][rng.integers(4)],
+            0.15,
+        )
         return _Object(STATIC, z, [_Part(_billboard(cx, z, _rect(-w / 2, 0, w / 2, h)), rgb)])
 
     def populate(self) -> None:
@@ -906,33 +1097,58 @@ class _Scene:
             room = self.W - self.xv if side.sign > 0 else self.xv
             z0 = max(zn + 3, self.f * (side.curb + side.verge) / max(room, 1.0) + 1)
             x0, x1 = side.sign * side.curb, side.sign * (side.curb + side.verge)
-            quad = self.project(np.array([[x0, 0, z0], [x1, 0, z0], [x1, 0, z0 + 8],
-                                          [x0, 0, z0 + 8]], np.float32))
-            self.protected.append((z0 + 8, (float(quad[:, 0].min()), float(quad[:, 1].min()),
-                                            float(quad[:, 0].max()), float(quad[:, 1].max()))))
+            quad = self.project(
+                np.array([[x0, 0, z0], [x1, 0, z0], [x1, 0, z0 + 8], [x0, 0, z0 + 8]], np.float32)
+            )
+            self.protected.append(
+                (
+                    z0 + 8,
+                    (
+                        float(quad[:, 0].min()),
+                        float(quad[:, 1].min()),
+                        float(quad[:, 0].max()),
+                        float(quad[:, 1].max()),
+                    ),
+                )
+            )
         if "train" in feat and self.rail_x is not None:
             rail = self.rail_x
-            self.place_featured(lambda z: [self.vehicle(TRAIN, rail, z, rng.random() < 0.5)],
-                                zn + 5, zn + 20)
+            self.place_featured(
+                lambda z: [self.vehicle(TRAIN, rail, z, rng.random() < 0.5)], zn + 5, zn + 20
+            )
         for name, kind in (("bus", BUS), ("truck", TRUCK)):
             if name in feat:
-                self.place_featured(lambda z, k=kind: [self.vehicle(k, lane_x(), z, False)],
-                                    zn + 4, zn + 18)
+                self.place_featured(
+                    lambda z, k=kind: [self.vehicle(k, lane_x(), z, False)], zn + 4, zn + 18
+                )
         for name, kind in (("motorcycle", MOTORCYCLE), ("bicycle", BICYCLE)):
             if name in feat:
-                self.place_featured(lambda z, k=kind: self.two_wheeler(
-                    k, float(rng.uniform(-left.curb + 1, right.curb - 1)), z, True), zn + 2,
-                    zn + 12)
+                self.place_featured(
+                    lambda z, k=kind: self.two_wheeler(
+                        k, float(rng.uniform(-left.curb + 1, right.curb - 1)), z, True
+                    ),
+                    zn + 2,
+                    zn + 12,
+                )
         if "person" in feat:
-            self.place_featured(lambda z: [self.person(self.sidewalk_x(
-                self.sides[rng.integers(2)], rng.random()), z)], zn + 3, zn + 14)
+            self.place_featured(
+                lambda z: [
+                    self.person(self.sidewalk_x(self.sides[rng.integers(2)], rng.random()), z)
+                ],
+                zn + 3,
+                zn + 14,
+            )
         for name, kind in (("traffic light", TRAFFIC_LIGHT), ("traffic sign", TRAFFIC_SIGN)):
             if name in feat:
-                self.place_featured(lambda z, k=kind: self.pole_with(
-                    self.sides[rng.integers(2)], z, k), zn + 4, zn + 14)
+                self.place_featured(
+                    lambda z, k=kind: self.pole_with(self.sides[rng.integers(2)], z, k),
+                    zn + 4,
+                    zn + 14,
+                )
         # one car at a visible size in every image
-        self.place_featured(lambda z: [self.vehicle(CAR, lane_x(), z, rng.random() < 0.3)],
-                            zn + 3, zn + 30)
+        self.place_featured(
+            lambda z: [self.vehicle(CAR, lane_x(), z, rng.random() < 0.3)], zn + 3, zn + 30
+        )
 
         far = min(self.z_end, 90.0)
         for _ in range(rng.integers(2, 9)):
@@ -957,8 +1173,9 @@ class _Scene:
                 self.add(self.two_wheeler(kind, cx, self.random_z(zn, 50), rng.random() < 0.8))
         for _ in range(rng.integers(0, 3) if rng.random() < 0.3 else 0):
             side = self.sides[rng.integers(2)]
-            self.add(self.two_wheeler(BICYCLE, self.sidewalk_x(side, 0.9),
-                                      self.random_z(zn, 40), False))
+            self.add(
+                self.two_wheeler(BICYCLE, self.sidewalk_x(side, 0.9), self.random_z(zn, 40), False)
+            )
         for _ in range(rng.integers(2, 7)):
             side = self.sides[rng.integers(2)]
             self.add(self.pole_with(side, self.random_z(zn, far), None))
@@ -971,8 +1188,7 @@ class _Scene:
         for _ in range(rng.integers(4, 13)):
             side = self.sides[rng.integers(2)]
             z = self.random_z(zn + 2, self.z_end)
-            seg = np.clip(np.searchsorted(side.bounds, z, side="right") - 1, 0,
-                          len(side.kinds) - 1)
+            seg = np.clip(np.searchsorted(side.bounds, z, side="right") - 1, 0, len(side.kinds) - 1)
             if side.kinds[seg] == _SEGMENT_PARK or (side.setback > 3 and rng.random() < 0.5):
                 cx = side.sign * (side.wall_line + side.setback / 2 + rng.uniform(0, 3))
                 self.add([self.tree(cx, z, layer=0)])
@@ -980,29 +1196,35 @@ class _Scene:
                 self.add([self.tree(self.sidewalk_x(side, rng.uniform(0.7, 1.0)), z)])
         for _ in range(rng.integers(0, 4)):
             side = self.sides[rng.integers(2)]
-            self.add([self.static_object(self.sidewalk_x(side, rng.random()),
-                                         self.random_z(zn, 50))])
+            self.add(
+                [self.static_object(self.sidewalk_x(side, rng.random()), self.random_z(zn, 50))]
+            )
 
     def draw_object(self, obj: _Object) -> None:
         value = self.new_value(obj.label)
         for part in obj.parts:
             pts2 = self.project(part.pts)
             width_px = part.width * self.f / float(part.pts[:, 2].mean()) if part.width else 0
-            reg = self.region(pts2, width_px=max(width_px, 1.0) if part.width else 0,
-                              closed=part.closed)
+            reg = self.region(
+                pts2, width_px=max(width_px, 1.0) if part.width else 0, closed=part.closed
+            )
             if reg is None:
                 continue
             if part.multiply:
                 self.paint(reg, part.rgb, None, multiply=True)
             else:
-                self.paint(reg, part.rgb * self.light(part.normal),
-                           value if part.labelled else None, part.texture)
+                self.paint(
+                    reg,
+                    part.rgb * self.light(part.normal),
+                    value if part.labelled else None,
+                    part.texture,
+                )
 
     def draw_hood(self) -> None:
         rng = self.rng
         xs = np.linspace(0, self.W, 17)
         t = (xs - self.W / 2) / (self.W / 2)
-        top = self.H - self.hood * (0.55 + 0.45 * (1 - t ** 2))
+        top = self.H - self.hood * (0.55 + 0.45 * (1 - t**2))
         pts = [*np.column_stack([xs, top]).tolist(), [self.W + 1, self.H + 1], [-1, self.H + 1]]
         reg = self.region(np.asarray(pts, np.float32) + 0.5)
         if reg is None:
@@ -1024,26 +1246,36 @@ class _Scene:
                 self.facade(side, int(k))
         self.populate()
         barriers: list[tuple[float, int, _Side, float, float, float]] = []
-        for label, name, p, hmin, hmax in ((WALL, "wall", 0.25, 1.0, 3.0),
-                                           (FENCE, "fence", 0.25, 0.8, 2.0)):
+        for label, name, p, hmin, hmax in (
+            (WALL, "wall", 0.25, 1.0, 3.0),
+            (FENCE, "fence", 0.25, 0.8, 2.0),
+        ):
             sides = list(self.sides)
             if name in self.featured:  # near and long, on one side
                 side = sides[rng.integers(2)]
                 za = self.z_near + rng.uniform(2, 6)
-                barriers.append((za, label, side, za, za + rng.uniform(15, 30),
-                                 rng.uniform(max(hmin, 1.5), hmax)))
+                barriers.append(
+                    (
+                        za,
+                        label,
+                        side,
+                        za,
+                        za + rng.uniform(15, 30),
+                        rng.uniform(max(hmin, 1.5), hmax),
+                    )
+                )
             for side in sides:
                 if rng.random() < p:
                     za = self.random_z(2, 60)
-                    barriers.append((za, label, side, za, za + rng.uniform(6, 30),
-                                     rng.uniform(hmin, hmax)))
+                    barriers.append(
+                        (za, label, side, za, za + rng.uniform(6, 30), rng.uniform(hmin, hmax))
+                    )
         # painter's order: layer 0 (behind the wall line), barriers, then layer 1 far to near
         for obj in sorted((o for o in self.objects if o.layer == 0), key=lambda o: -o.z):
             self.draw_object(obj)
         for _, label, side, za, zb, h in sorted(barriers, key=lambda b: -b[0]):
             self.barrier(label, side, za, zb, h)
-        for obj in sorted((o for o in self.objects if o.layer == 1),
-                          key=lambda o: (-o.z, o.order)):
+        for obj in sorted((o for o in self.objects if o.layer == 1), key=lambda o: (-o.z, o.order)):
             self.draw_object(obj)
         if self.hood:
             self.draw_hood()
@@ -1056,10 +1288,15 @@ class _Scene:
         gy = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None]
         gx = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :]
         gain = 1 + rng.uniform(-0.35, 0.35) * gx + rng.uniform(-0.25, 0.25) * gy
-        gain -= rng.uniform(0, 0.5) * (gx ** 2 + gy ** 2)  # vignetting
+        gain -= rng.uniform(0, 0.5) * (gx**2 + gy**2)  # vignetting
         img = np.clip(self.img * gain[..., None], 0, 255).astype(np.uint8)
-        img = np.asarray(Image.fromarray(img).filter(
-            ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9))), np.float32) / 255.0
+        img = (
+            np.asarray(
+                Image.fromarray(img).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9))),
+                np.float32,
+            )
+            / 255.0
+        )
         img = img * rng.uniform(0.92, 1.08, size=3).astype(np.float32)  # white balance
         contrast, bright = rng.uniform(0.8, 1.2), rng.uniform(-0.1, 0.08)
         img = np.clip((img - 0.5) * contrast + 0.5 + bright, 0, 1) ** rng.uniform(0.8, 1.25)
@@ -1067,8 +1304,9 @@ class _Scene:
         return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def render_scene(rng: np.random.Generator, size: tuple[int, int],
-                 featured: Sequence[str] = ()) -> tuple[Array, Array]:
+def render_scene(
+    rng: np.random.Generator, size: tuple[int, int], featured: Sequence[str] = ()
+) -> tuple[Array, Array]:
     """Draw one street scene.
 
     Returns ``(image, instance_ids)``: (H, W, 3) uint8 RGB and (H, W) int32 with the Cityscapes
@@ -1099,8 +1337,9 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-def generate_dataset(out: str | os.PathLike, *, train: int, val: int, size: tuple[int, int],
-                     seed: int, test: int = 0) -> dict:
+def generate_dataset(
+    out: str | os.PathLike, *, train: int, val: int, size: tuple[int, int], seed: int, test: int = 0
+) -> dict:
     """Write synthetic street scenes in the Cityscapes layout under ``out`` and summarise them.
 
     Files per image (``{city}_{seq:06d}_000019`` prefix, cities ``synthA``.. per split)::
@@ -1178,6 +1417,12 @@ def generate_dataset(out: str | os.PathLike, *, train: int, val: int, size: tupl
             name: round(float(per_train[k]) / total, 6) for k, name in enumerate(table.class_names)
         },
     }
-    logger.debug("wrote %d synthetic images (%dx%d) to %s in %.1f s", summary["images"], height,
-                width, root, seconds)
+    logger.debug(
+        "wrote %d synthetic images (%dx%d) to %s in %.1f s",
+        summary["images"],
+        height,
+        width,
+        root,
+        seconds,
+    )
     return summary

@@ -14,7 +14,7 @@ from ..nn.ops import OPS, build_op
 
 
 @dataclass(frozen=True)
-class _LayerKey:
+class LayerKey:
     """What makes two branches' layers identical (and therefore shared)."""
 
     op: str
@@ -24,7 +24,7 @@ class _LayerKey:
     c_out: int
 
 
-def _layer_specs(geno: Genotype, branch: Branch) -> list[_LayerKey]:
+def _layer_specs(geno: Genotype, branch: Branch) -> list[LayerKey]:
     strides = branch.strides()
     specs = []
     for i, (op, s) in enumerate(zip(branch.ops, branch.path)):
@@ -34,7 +34,7 @@ def _layer_specs(geno: Genotype, branch: Branch) -> list[_LayerKey]:
             else nf(scale_rate(s), branch.widths[i - 1], geno.fch)
         )
         c_out = nf(scale_rate(s) * strides[i], branch.widths[i], geno.fch)
-        specs.append(_LayerKey(op, s, strides[i], c_in, c_out))
+        specs.append(LayerKey(op, s, strides[i], c_in, c_out))
     return specs
 
 
@@ -50,6 +50,69 @@ def _last_feature_at(branch: Branch, scale: int) -> int:
         if s == scale:
             found = i
     return found
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """The layer nodes of a genotype's network after prefix sharing.
+
+    ``layers[n]`` is node ``n``'s operator and channels, ``parents[n]`` the node whose output
+    it reads (-1: the stem), ``branch_nodes[b]`` the nodes branch ``b`` runs, in order. A node
+    used by several branches appears once: it runs once and is registered once.
+    """
+
+    layers: tuple[LayerKey, ...]
+    parents: tuple[int, ...]
+    branch_nodes: tuple[tuple[int, ...], ...]
+
+
+def plan_layers(geno: Genotype) -> LayerPlan:
+    """Share the leading layers that branches have in common (op, scales, widths); a branch's
+    last layer is never shared."""
+    layers: list[LayerKey] = []
+    parents: list[int] = []
+    branch_nodes = []
+    index: dict[tuple[int, LayerKey], int] = {}
+    for branch in geno.branches:
+        nodes, parent = [], -1
+        specs = _layer_specs(geno, branch)
+        for i, spec in enumerate(specs):
+            shareable = i < len(specs) - 1
+            key = (parent, spec)
+            if shareable and key in index:
+                node = index[key]
+            else:
+                node = len(layers)
+                layers.append(spec)
+                parents.append(parent)
+                if shareable:
+                    index[key] = node
+            nodes.append(node)
+            parent = node
+        branch_nodes.append(tuple(nodes))
+    return LayerPlan(tuple(layers), tuple(parents), tuple(branch_nodes))
+
+
+def fusion_channels(
+    geno: Genotype, branch: Branch, stem_channels: int
+) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """The per-branch aggregation to /8 (section 1.5).
+
+    Returns ``(sources, blocks)``: ``sources[s]`` is the layer whose output is the branch's
+    last feature at scale ``s`` (-1: the stem), for every scale finer than the branch's last;
+    ``blocks`` holds ``(c_coarse, c_fine, c_out)`` of each FusionBlock in the order they run
+    (coarsest first; block ``k`` fuses into scale ``last - 1 - k``).
+    """
+    specs = _layer_specs(geno, branch)
+    last = branch.last_scale
+    sources = [_last_feature_at(branch, s) for s in range(last)]
+    fine = [stem_channels if f < 0 else specs[f].c_out for f in sources]
+    h = geno.head_width
+    blocks = [
+        (nf(scale_rate(s + 1), h, geno.fch), fine[s], nf(scale_rate(s), h, geno.fch))
+        for s in range(last - 1, -1, -1)
+    ]
+    return sources, blocks
 
 
 class Network(nn.Module):
@@ -87,51 +150,27 @@ class Network(nn.Module):
 
         # Layers as a prefix tree: a node is shared by every branch that reaches it through
         # identical layers; a branch's last layer is never shared.
-        self.layers = nn.ModuleList()
-        self.branch_nodes: list[list[int]] = []
-        self._parents: list[int] = []
-        index: dict[tuple[int, _LayerKey], int] = {}
-        for branch in g.branches:
-            nodes, parent = [], -1
-            specs = _layer_specs(g, branch)
-            for i, spec in enumerate(specs):
-                shareable = i < len(specs) - 1
-                key = (parent, spec)
-                if shareable and key in index:
-                    node = index[key]
-                else:
-                    node = len(self.layers)
-                    self.layers.append(
-                        build_op(
-                            spec.op, spec.c_in, spec.c_out, spec.stride, resize_mode=resize_mode
-                        )
-                    )
-                    self._parents.append(parent)
-                    if shareable:
-                        index[key] = node
-                nodes.append(node)
-                parent = node
-            self.branch_nodes.append(nodes)
+        plan = plan_layers(g)
+        self.layers = nn.ModuleList(
+            build_op(spec.op, spec.c_in, spec.c_out, spec.stride, resize_mode=resize_mode)
+            for spec in plan.layers
+        )
+        self.branch_nodes: list[list[int]] = [list(nodes) for nodes in plan.branch_nodes]
+        self._parents: list[int] = list(plan.parents)
 
         # Per-branch aggregation to /8 (section 1.5), using the branch's own finer features.
         self.aggregate = nn.ModuleList()
         self._agg_sources: list[list[int]] = []
         c8 = nf(8, h, g.fch)
-        for branch, specs in zip(g.branches, (_layer_specs(g, b) for b in g.branches)):
-            last = branch.last_scale
-            chans = [s.c_out for s in specs]
-            feats = [_last_feature_at(branch, s) for s in range(last)]
-            ch = [self.stem.out_channels if f < 0 else chans[f] for f in feats]
-            blocks = []
-            for s in range(last - 1, -1, -1):
-                c_coarse = nf(scale_rate(s + 1), h, g.fch)
-                blocks.append(
-                    FusionBlock(
-                        c_coarse, ch[s], nf(scale_rate(s), h, g.fch), resize_mode=resize_mode
-                    )
+        for branch in g.branches:
+            sources, blocks = fusion_channels(g, branch, self.stem.out_channels)
+            self.aggregate.append(
+                nn.ModuleList(
+                    FusionBlock(c_coarse, c_fine, c_out, resize_mode=resize_mode)
+                    for c_coarse, c_fine, c_out in blocks
                 )
-            self.aggregate.append(nn.ModuleList(blocks))
-            self._agg_sources.append(feats)
+            )
+            self._agg_sources.append(sources)
 
         c_fused = c8 * len(g.branches)
         self.ffm = ConvNorm(c_fused, c_fused, 1)

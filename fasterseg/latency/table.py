@@ -1,0 +1,393 @@
+"""The latency lookup table: measured kernel latencies of one device, as JSON.
+
+File format::
+
+    {"format": "fasterseg-latency-table", "version": 1,
+     "fingerprint": {"cpu": ..., "cores": ..., "threads": ..., "torch": ..., "backend": ...,
+                     "backend_version": ..., "device": ..., "dtype": ..., "height": ...,
+                     "width": ..., "statistic": "median", ...},
+     "entries": {"<OpSpec.key()>": {"ms": float, "std": float, "n": int}, ...},
+     "calibration": {"scale": float, "offset_ms": float, "fitted_on": int}   (optional)}
+
+The fingerprint says where and how the entries were measured. Loading a table whose
+fingerprint differs from the current device is an error unless explicitly allowed. A table
+never measures anything: a lookup miss is a KeyError naming the key and the command that
+fills it (``fasterseg lut build``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..io import atomic_write_json
+from .measure import (
+    Measurement,
+    check_backend,
+    check_statistic,
+    import_onnxruntime,
+    resolve_threads,
+)
+from .spec import OpSpec
+
+FORMAT = "fasterseg-latency-table"
+VERSION = 1
+#: Fingerprint fields that must agree for two tables (or a table and a device) to be comparable.
+COMPARED_FIELDS = (
+    "cpu",
+    "cores",
+    "threads",
+    "torch",
+    "backend",
+    "backend_version",
+    "device",
+    "dtype",
+    "height",
+    "width",
+    "statistic",
+)
+
+
+class LatencyTableError(UserError):
+    """A latency table file that is malformed or was measured on another device/setting."""
+
+
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo`` on Linux, else what ``platform`` reports)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def device_fingerprint(
+    backend: str,
+    device: torch.device | str,
+    threads: int | None,
+    height: int,
+    width: int,
+    dtype: str = "float32",
+    statistic: str = "median",
+) -> dict[str, Any]:
+    """Where and how latencies are measured: the fields of :data:`COMPARED_FIELDS` plus
+    informational ones (``OMP_NUM_THREADS``, platform) that are recorded but not compared."""
+    dev = check_backend(backend, device)
+    if backend == "onnxruntime":
+        backend_version = import_onnxruntime().__version__
+    else:
+        backend_version = torch.__version__
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 0,
+        "threads": resolve_threads(threads),
+        "torch": torch.__version__,
+        "backend": backend,
+        "backend_version": backend_version,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "dtype": dtype,
+        "height": int(height),
+        "width": int(width),
+        "statistic": check_statistic(statistic),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+        "platform": platform.platform(),
+    }
+
+
+def fingerprint_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """The compared fields on which two fingerprints differ, as ``field: a vs b`` strings."""
+    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in COMPARED_FIELDS if a.get(k) != b.get(k)]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A correction of summed kernel latencies: ``measured ≈ scale * sum + offset_ms``.
+
+    Fitted by least squares on networks measured end to end (``fitted_on`` of them); it absorbs
+    what the kernels miss when timed alone (per-call overhead, cache and memory traffic
+    between kernels).
+    """
+
+    scale: float
+    offset_ms: float
+    fitted_on: int
+
+    def apply(self, ms: float) -> float:
+        """Corrected latency (ms) of a summed prediction ``ms``."""
+        return self.scale * ms + self.offset_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON mapping stored under the table's ``calibration``."""
+        return {"scale": self.scale, "offset_ms": self.offset_ms, "fitted_on": self.fitted_on}
+
+    @classmethod
+    def fit(cls, predicted: Iterable[float], measured: Iterable[float]) -> Calibration:
+        """Least-squares ``scale``/``offset_ms`` mapping ``predicted`` sums to ``measured``."""
+        p, m = list(map(float, predicted)), list(map(float, measured))
+        if len(p) != len(m) or len(p) < 2:
+            raise ValueError(f"need at least two (predicted, measured) pairs, got {len(p)}")
+        mp, mm = sum(p) / len(p), sum(m) / len(m)
+        var = sum((x - mp) ** 2 for x in p)
+        if var == 0:
+            raise ValueError("cannot fit a calibration: all predictions are equal")
+        scale = sum((x - mp) * (y - mm) for x, y in zip(p, m)) / var
+        return cls(scale=scale, offset_ms=mm - scale * mp, fitted_on=len(p))
+
+
+class LatencyTable:
+    """Kernel latencies of one device: ``fingerprint`` and ``entries`` (key -> Measurement).
+
+    ``path`` is the file the table was loaded from or last saved to (None for a new table);
+    it only makes error messages precise.
+    """
+
+    def __init__(
+        self,
+        fingerprint: Mapping[str, Any],
+        entries: Mapping[str, Measurement] | None = None,
+        *,
+        calibration: Calibration | None = None,
+        path: str | os.PathLike | None = None,
+    ) -> None:
+        self.fingerprint = dict(fingerprint)
+        self.entries: dict[str, Measurement] = dict(entries or {})
+        self.calibration = calibration
+        self.path = Path(path) if path is not None else None
+
+    # ------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, spec: object) -> bool:
+        key = spec.key() if isinstance(spec, OpSpec) else spec
+        return key in self.entries
+
+    def add(self, spec: OpSpec, measurement: Measurement) -> None:
+        """Store (or replace) the entry of ``spec``."""
+        self.entries[spec.key()] = measurement
+
+    def get(self, spec: OpSpec) -> Measurement:
+        """The measurement of ``spec``; a miss raises KeyError naming the key and the fix."""
+        key = spec.key()
+        try:
+            return self.entries[key]
+        except KeyError:
+            where = str(self.path) if self.path is not None else "FILE"
+            h = self.fingerprint.get("height", "H")
+            w = self.fingerprint.get("width", "W")
+            raise KeyError(
+                f"no latency entry {key} in {where}; measure it with "
+                f"`fasterseg lut build --out {where} --height {h} --width {w}` and the "
+                f"--config whose search space contains it"
+            ) from None
+
+    def lookup(self, spec: OpSpec) -> float:
+        """Latency of ``spec`` in milliseconds (KeyError on a miss; never measures)."""
+        return self.get(spec).ms
+
+    def missing(self, specs: Iterable[OpSpec]) -> list[OpSpec]:
+        """The specs (deduplicated, in order) that have no entry yet."""
+        seen: set[str] = set()
+        out = []
+        for spec in specs:
+            key = spec.key()
+            if key not in self.entries and key not in seen:
+                seen.add(key)
+                out.append(spec)
+        return out
+
+    def check_fingerprint(
+        self, expected: Mapping[str, Any], *, allow_mismatch: bool = False, source: str = ""
+    ) -> None:
+        """Raise LatencyTableError when this table's fingerprint differs from ``expected`` in a
+        compared field (naming both values of each), or only warn with ``allow_mismatch``."""
+        diff = fingerprint_diff(self.fingerprint, expected)
+        if not diff:
+            return
+        where = source or str(self.path or "latency table")
+        msg = (
+            f"{where}: measured on a different device or setting "
+            f"(table vs current: {'; '.join(diff)})"
+        )
+        if not allow_mismatch:
+            raise LatencyTableError(
+                msg + "; build a table for this device with `fasterseg lut build`"
+            )
+        warnings.warn(msg, stacklevel=3)
+
+    def merge(self, other: LatencyTable, *, allow_mismatch: bool = False) -> LatencyTable:
+        """Add ``other``'s entries to this table (``other`` wins on equal keys); returns self.
+
+        The fingerprints must agree (see :meth:`check_fingerprint`).
+        """
+        other.check_fingerprint(self.fingerprint, allow_mismatch=allow_mismatch)
+        self.entries.update(other.entries)
+        return self
+
+    # ------------------------------------------------------------ files
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON mapping of the file format."""
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "fingerprint": self.fingerprint,
+            "entries": {k: m.to_dict() for k, m in sorted(self.entries.items())},
+        }
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> LatencyTable:
+        """Parse and validate the file format; errors name ``source`` and the field."""
+        if not isinstance(data, dict):
+            raise LatencyTableError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT:
+            raise LatencyTableError(
+                f"{source}: 'format' must be {FORMAT!r}, got {data.get('format')!r}"
+            )
+        if data.get("version") != VERSION:
+            raise LatencyTableError(
+                f"{source}: 'version' {data.get('version')!r} is not supported (expected {VERSION})"
+            )
+        extra = set(data) - {"format", "version", "fingerprint", "entries", "calibration"}
+        if extra:
+            raise LatencyTableError(f"{source}: unknown field {sorted(extra)[0]!r}")
+        fingerprint = data.get("fingerprint")
+        if not isinstance(fingerprint, dict):
+            raise LatencyTableError(f"{source}: 'fingerprint' must be an object")
+        for key in COMPARED_FIELDS:
+            if key not in fingerprint:
+                raise LatencyTableError(f"{source}: fingerprint: missing field {key!r}")
+        raw = data.get("entries")
+        if not isinstance(raw, dict):
+            raise LatencyTableError(f"{source}: 'entries' must be an object")
+        entries = {}
+        for key, value in raw.items():
+            entries[key] = _parse_entry(key, value, source)
+        calibration = None
+        if "calibration" in data:
+            calibration = _parse_calibration(data["calibration"], source)
+        return cls(fingerprint, entries, calibration=calibration)
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the table as JSON atomically to ``path`` (default: where it came from)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("LatencyTable.save needs a path: this table has none yet")
+        atomic_write_json(target, self.to_dict())
+        self.path = target
+        return target
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        expect_fingerprint: Mapping[str, Any] | None = None,
+        allow_mismatch: bool = False,
+    ) -> LatencyTable:
+        """Read and validate a table file.
+
+        With ``expect_fingerprint`` (normally :func:`device_fingerprint` of the current device),
+        a differing compared field raises LatencyTableError naming both fingerprints' values,
+        or warns when ``allow_mismatch``.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise LatencyTableError(
+                f"{path}: latency table not found; make one with "
+                f"`fasterseg lut build --out {path} --height H --width W`"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LatencyTableError(f"{path}: cannot read latency table ({exc})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LatencyTableError(f"{path}: not valid JSON ({exc})") from None
+        table = cls.from_dict(data, source=str(path))
+        table.path = path
+        if expect_fingerprint is not None:
+            table.check_fingerprint(expect_fingerprint, allow_mismatch=allow_mismatch)
+        return table
+
+    # ------------------------------------------------------------ report
+    def summary(self, *, worst: int = 5) -> str:
+        """A human-readable summary: fingerprint, entry counts per kind, total/min/max ms and the
+        ``worst`` entries with the largest std/ms ratio (the noisiest measurements)."""
+        lines = [f"latency table {self.path or ''}".rstrip(), "fingerprint:"]
+        lines += [f"  {k}: {v}" for k, v in self.fingerprint.items()]
+        lines.append(f"entries: {len(self.entries)}")
+        if self.entries:
+            kinds = Counter(key.split("|", 1)[0] for key in self.entries)
+            lines += [f"  {kind}: {count}" for kind, count in sorted(kinds.items())]
+            values = [m.ms for m in self.entries.values()]
+            lo = min(self.entries.items(), key=lambda kv: kv[1].ms)
+            hi = max(self.entries.items(), key=lambda kv: kv[1].ms)
+            lines.append(f"total: {sum(values):.3f} ms")
+            lines.append(f"min: {lo[1].ms:.4f} ms  {lo[0]}")
+            lines.append(f"max: {hi[1].ms:.4f} ms  {hi[0]}")
+            noisy = sorted(
+                self.entries.items(), key=lambda kv: kv[1].std / max(kv[1].ms, 1e-9), reverse=True
+            )[:worst]
+            lines.append(f"largest std/ms ({len(noisy)}):")
+            lines += [
+                f"  {m.std / max(m.ms, 1e-9):.3f}  ({m.ms:.4f} ± {m.std:.4f} ms, n={m.n})  {k}"
+                for k, m in noisy
+            ]
+        if self.calibration is not None:
+            c = self.calibration
+            lines.append(
+                f"calibration: measured ≈ {c.scale:.4f} * sum + {c.offset_ms:.3f} ms "
+                f"(fitted on {c.fitted_on} networks)"
+            )
+        return "\n".join(lines)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _parse_entry(key: Any, value: Any, source: str) -> Measurement:
+    where = f"{source}: entries[{key!r}]"
+    try:
+        OpSpec.from_key(key)
+    except ValueError as exc:
+        raise LatencyTableError(f"{where}: {exc}") from None
+    if not isinstance(value, dict) or set(value) != {"ms", "std", "n"}:
+        raise LatencyTableError(f"{where}: expected an object with 'ms', 'std' and 'n'")
+    if not _number(value["ms"]) or value["ms"] < 0:
+        raise LatencyTableError(f"{where}.ms: expected a number >= 0, got {value['ms']!r}")
+    if not _number(value["std"]) or value["std"] < 0:
+        raise LatencyTableError(f"{where}.std: expected a number >= 0, got {value['std']!r}")
+    n = value["n"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise LatencyTableError(f"{where}.n: expected a positive integer, got {n!r}")
+    return Measurement(ms=float(value["ms"]), std=float(value["std"]), n=n)
+
+
+def _parse_calibration(value: Any, source: str) -> Calibration:
+    where = f"{source}: calibration"
+    if not isinstance(value, dict) or set(value) != {"scale", "offset_ms", "fitted_on"}:
+        raise LatencyTableError(f"{where}: expected an object with scale, offset_ms, fitted_on")
+    for key in ("scale", "offset_ms"):
+        if not _number(value[key]):
+            raise LatencyTableError(f"{where}.{key}: expected a number, got {value[key]!r}")
+    n = value["fitted_on"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        raise LatencyTableError(f"{where}.fitted_on: expected an integer >= 2, got {n!r}")
+    return Calibration(float(value["scale"]), float(value["offset_ms"]), n)
