@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "inference_latency": ["--quick"],
-    "latency_predictor": ["--quick"],
+    "latency_predictor": ["--height", "256", "--width", "512", "--samples", "10"],
     "search_step": ["--quick"],
     "train_throughput": [],
 }
