@@ -62,6 +62,15 @@ def _print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2))
 
 
+def _print_scores(result: dict) -> None:
+    """The score dict of `score` and `evaluate`, for a person to read."""
+    print(f"images: {result['images']}")
+    print(f"mIoU:   {result['miou']:.4f}")
+    print(f"pixel accuracy: {result['pixel_accuracy']:.4f}")
+    for name, iou in result["per_class_iou"].items():
+        print(f"  {name:<15} {'-' if iou is None else f'{iou:.4f}'}")
+
+
 # ---------------------------------------------------------------- data
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from .data.synth import generate_dataset
@@ -87,11 +96,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print(f"images: {result['images']}")
-        print(f"mIoU:   {result['miou']:.4f}")
-        print(f"pixel accuracy: {result['pixel_accuracy']:.4f}")
-        for name, iou in result["per_class_iou"].items():
-            print(f"  {name:<15} {'-' if iou is None else f'{iou:.4f}'}")
+        _print_scores(result)
     return 0
 
 
@@ -219,11 +224,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     elif result["miou"] is None:
         print(f"{result['images']} images without labels; predictions in {args.save_predictions}")
     else:
-        print(f"images: {result['images']}")
-        print(f"mIoU:   {result['miou']:.4f}")
-        print(f"pixel accuracy: {result['pixel_accuracy']:.4f}")
-        for name, iou in result["per_class_iou"].items():
-            print(f"  {name:<15} {'-' if iou is None else f'{iou:.4f}'}")
+        _print_scores(result)
     return 0
 
 
