@@ -17,9 +17,10 @@ from torch import Tensor, nn
 
 def resize(x: Tensor, size: Sequence[int], mode: str = "bilinear") -> Tensor:
     """Resize (N, C, H, W) to ``size`` = (h, w); bilinear uses align_corners=True as published."""
-    size = (int(size[0]), int(size[1]))
-    if tuple(x.shape[-2:]) == size:
-        return x
+    if not torch.jit.is_tracing():  # traced sizes must stay symbolic for dynamic ONNX axes
+        size = (int(size[0]), int(size[1]))
+        if tuple(x.shape[-2:]) == size:
+            return x
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
     return F.interpolate(x, size=size, mode=mode, align_corners=True)
