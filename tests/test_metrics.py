@@ -137,6 +137,7 @@ def test_scores_dict() -> None:
 
 
 @pytest.mark.cuda
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     g = torch.Generator().manual_seed(2)
@@ -145,7 +146,8 @@ def test_cuda_matches_cpu() -> None:
     cpu = ConfusionMatrix(19)
     cpu.update(pred, target)
     gpu = ConfusionMatrix(19)
-    gpu.update(pred.cuda(), target.cuda())
+    device = torch.device("cuda")
+    gpu.update(pred.to(device), target.to(device))
     assert gpu.matrix.device.type == "cuda"
     assert torch.equal(gpu.matrix.cpu(), cpu.matrix)
     assert gpu.compute() == cpu.compute()
