@@ -137,7 +137,6 @@ def test_scores_dict() -> None:
 
 
 @pytest.mark.cuda
-@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     g = torch.Generator().manual_seed(2)
