@@ -187,7 +187,7 @@ def _verify(
                 f"the ONNX model fails in ONNX Runtime on a {n}x3x{h}x{w} input ({first})"
             ) from exc
         figures = compare_logits(reference, out)
-        log.info(
+        log.debug(
             "verified %dx3x%dx%d: max |diff| %.3g (%.3g of the logit range), argmax agreement %.5f",
             n, h, w, figures["max_abs_diff"], figures["relative_diff"],
             figures["argmax_agreement"],
@@ -292,7 +292,7 @@ def export_onnx(
     if verify:
         figures = _verify(ort, data, net, shapes, n_threads)
     path = atomic_write(out, lambda f: f.write(data))
-    log.info("wrote %s (%.1f MB, opset %d)", path, len(data) / 1e6, opset)
+    log.debug("wrote %s (%.1f MB, opset %d)", path, len(data) / 1e6, opset)
 
     latency_torch = latency_ort = speedup = None
     if measure:
