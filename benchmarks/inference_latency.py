@@ -140,6 +140,22 @@ def summarize(times: list[float], macs: int, statistic: str) -> dict[str, Any]:
     }
 
 
+def _onnxruntime_session(model: nn.Module, x: torch.Tensor, threads: int) -> Any:
+    """An ONNX Runtime session (CPU provider, ``threads`` intra-op threads) of the
+    batch-norm-folded ``model``, or None when onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from fasterseg.latency.measure import export_onnx
+
+    data = export_onnx(prepare_for_inference(model, channels_last=False), x)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
 def bench_size(
     height: int, width: int, *, threads: int, repeats: int, rounds: int, statistic: str
 ) -> dict[str, Any]:
@@ -170,6 +186,15 @@ def bench_size(
             "memory_format": "channels_last",
             "max_diff_vs_eager_rel_to_range": float(f"{rel:.2e}"),
         }
+        session = _onnxruntime_session(eager, x, threads)
+        if session is not None:
+            feed = {session.get_inputs()[0].name: x.numpy()}
+            calls[f"{name}/onnxruntime"] = lambda s=session, f=feed: s.run(None, f)
+            info[f"{name}/onnxruntime"] = {
+                **common,
+                "params": count_params(prepared),
+                "memory_format": "onnxruntime (CPU execution provider)",
+            }
     peer = torchvision.models.segmentation.lraspp_mobilenet_v3_large(
         weights=None, weights_backbone=None, num_classes=19
     ).eval()

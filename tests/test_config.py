@@ -298,3 +298,17 @@ def test_not_utf8(tmp_path: Path) -> None:
     path.write_bytes(b"data:\n  root: caf\xe9\n")
     with raises_config(f"{path}: not UTF-8 text"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    ["search/demo.yaml", "search/cityscapes.yaml", "search/camvid.yaml",
+     "train/demo.yaml", "train/cityscapes.yaml", "train/camvid.yaml"],
+)  # fmt: skip
+def test_shipped_recipes_load(recipe):
+    from fasterseg.space.supernet import check_space
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / recipe)
+    check_space(cfg.space)
+    assert all(v % 32 == 0 for v in cfg.data.crop + cfg.search.crop + cfg.search.pretrain_crop)
+    assert cfg.latency.height % 32 == 0 and cfg.latency.width % 32 == 0
