@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+
+T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> None:
@@ -50,3 +53,24 @@ def summary_writer(path: Path) -> Any:
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(path))
+
+
+def endless_batches(make_loader: Callable[[int], Iterable[T]]) -> Iterator[T]:
+    """Batches of ``make_loader(0)``, then ``make_loader(1)``, ... without end: each pass is a
+    freshly seeded reshuffle. A pass that yields nothing raises ConfigError."""
+    passes = 0
+    while True:
+        empty = True
+        for batch in make_loader(passes):
+            empty = False
+            yield batch
+        if empty:
+            raise ConfigError("the training loader produced no batch (batch larger than dataset?)")
+        passes += 1
+
+
+def check_crop(key: str, crop: Iterable[int]) -> None:
+    """Raise ConfigError unless every side of the crop ``key`` is a positive multiple of 32."""
+    crop = list(crop)
+    if any(v <= 0 or v % 32 for v in crop):
+        raise ConfigError(f"{key} {crop}: training crops must be positive multiples of 32")

@@ -37,7 +37,14 @@ from ..metrics import ConfusionMatrix
 from ..space import HEAD_NAMES, Role, SuperNet, WidthMode
 from ..space.supernet import check_space
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .common import kaiming_init, resolve_device, seed_everything, summary_writer
+from .common import (
+    check_crop,
+    endless_batches,
+    kaiming_init,
+    resolve_device,
+    seed_everything,
+    summary_writer,
+)
 from .train import DivergedError
 
 log = logging.getLogger(__name__)
@@ -154,9 +161,8 @@ def search(
     s, d = cfg.search, cfg.data
     if s.epochs < 1:
         raise ConfigError(f"search.epochs must be at least 1, got {s.epochs}")
-    for key, crop in (("search.crop", s.crop), ("search.pretrain_crop", s.pretrain_crop)):
-        if any(v <= 0 or v % 32 for v in crop):
-            raise ConfigError(f"{key} {list(crop)}: crops must be positive multiples of 32")
+    check_crop("search.crop", s.crop)
+    check_crop("search.pretrain_crop", s.pretrain_crop)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -295,18 +301,16 @@ def _cycle(
     """Endless batches from ``indices`` of ``dataset``, reshuffled (seeded) at every pass."""
     subset = torch.utils.data.Subset(dataset, indices)
     size = min(batch, len(indices))
-    passes = 0
-    while True:
-        loader = build_loader(
+    return endless_batches(
+        lambda p: build_loader(
             subset,
             batch_size=size,
             shuffle=True,
-            seed=seed * 1000 + passes,
+            seed=seed * 1000 + p,
             workers=workers,
             drop_last=True,
         )
-        yield from loader
-        passes += 1
+    )
 
 
 def _check(loss: Tensor, where: str) -> None:

@@ -8,10 +8,10 @@ mIoU), ``metrics.json`` and TensorBoard scalars under ``tb/``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,14 @@ from ..losses import distillation_loss, ohem_cross_entropy
 from ..models import Network
 from ..nn.ops import OPS
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .common import kaiming_init, resolve_device, seed_everything, summary_writer
+from .common import (
+    check_crop,
+    endless_batches,
+    kaiming_init,
+    resolve_device,
+    seed_everything,
+    summary_writer,
+)
 from .evaluate import evaluate
 
 log = logging.getLogger(__name__)
@@ -40,24 +47,6 @@ class DivergedError(UserError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def _epoch_batches(loader_factory: Any, epoch: int, iters: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """``iters`` batches for ``epoch``, cycling through reshuffled passes of the data."""
-    passes = 0
-    produced = 0
-    while produced < iters:
-        loader = loader_factory(epoch * 1000 + passes)
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-            produced += 1
-            if produced >= iters:
-                return
-        if empty:
-            raise ConfigError("the training loader produced no batch (batch larger than dataset?)")
-        passes += 1
-
-
 def _lr_at(cfg: Config, epoch: int) -> float:
     t = cfg.train
     if t.lr_schedule == "exponential":
@@ -65,14 +54,6 @@ def _lr_at(cfg: Config, epoch: int) -> float:
     if t.lr_schedule == "poly":
         return t.lr * (1 - epoch / t.epochs) ** t.poly_power
     raise ConfigError(f"train.lr_schedule must be 'exponential' or 'poly', got {t.lr_schedule!r}")
-
-
-def _check_crop(cfg: Config) -> None:
-    for v in cfg.data.crop:
-        if v <= 0 or v % 32:
-            raise ConfigError(
-                f"data.crop {list(cfg.data.crop)}: training crops must be positive multiples of 32"
-            )
 
 
 def load_trained_model(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> Network:
@@ -102,7 +83,7 @@ def train(
     ``out_dir/metrics.json``: ``{"epochs": [...], "best_miou", "final": {...},
     "train_seconds", ...}``.
     """
-    _check_crop(cfg)
+    check_crop("data.crop", cfg.data.crop)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -176,7 +157,10 @@ def train(
             tic = time.perf_counter()
             losses = []
             bar = tqdm(
-                _epoch_batches(make_loader, epoch, t.iters_per_epoch),
+                itertools.islice(
+                    endless_batches(lambda p, e=epoch: make_loader(e * 1000 + p)),
+                    t.iters_per_epoch,
+                ),
                 total=t.iters_per_epoch,
                 desc=f"epoch {epoch + 1}/{t.epochs}",
                 unit="it",
