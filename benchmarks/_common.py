@@ -30,19 +30,9 @@ def machine() -> dict[str, Any]:
 
 def lraspp(num_classes: int = 19) -> torch.nn.Module:
     """torchvision's LR-ASPP MobileNetV3-Large with random weights, returning logits."""
-    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+    from fasterseg.models.peer import LRASPPLogits
 
-    class Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.m = lraspp_mobilenet_v3_large(
-                weights=None, weights_backbone=None, num_classes=num_classes
-            )
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.m(x)["out"]
-
-    return Logits()
+    return LRASPPLogits(num_classes)
 
 
 def median_seconds(fn: Any, *, min_time: float = 2.0, warmup: int = 1) -> float:

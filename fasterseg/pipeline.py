@@ -45,12 +45,16 @@ def _with_root(cfg: Config, root: str, table: str | None = None) -> Config:
 
 
 def _complete_training(out: Path, epochs: int) -> bool:
-    import json
+    metrics = _read_json(out / "metrics.json")
+    return metrics is not None and len(metrics["epochs"]) >= epochs
 
-    path = out / "metrics.json"
-    if not path.is_file():
-        return False
-    return len(json.loads(path.read_text())["epochs"]) >= epochs
+
+def _count_images(root: Path) -> dict[str, int]:
+    """Images per split (train, val) of a Cityscapes-layout folder."""
+    return {
+        split: len(list((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png")))
+        for split in ("train", "val")
+    }
 
 
 def _ensure_data(pcfg: PipelineConfig, root: Path, say: Callable[[str], None]) -> None:
@@ -59,11 +63,7 @@ def _ensure_data(pcfg: PipelineConfig, root: Path, say: Callable[[str], None]) -
         return
     from .data.synth import generate_dataset
 
-    counts = {
-        split: len(list((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png")))
-        for split in ("train", "val")
-    }
-    if counts == {"train": syn.train, "val": syn.val}:
+    if _count_images(root) == {"train": syn.train, "val": syn.val}:
         say(f"synthetic data in {root} is complete ({syn.train} train, {syn.val} val)")
         return
     summary = generate_dataset(root, train=syn.train, val=syn.val, size=syn.size, seed=syn.seed)
@@ -219,28 +219,17 @@ def _peer(h: int, w: int, classes: int, threads: int | None, rep: Any) -> dict[s
     import copy
 
     import thop
-    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
     from .latency import measure_network
+    from .models.peer import LRASPPLogits
 
-    model = lraspp_mobilenet_v3_large(
-        weights=None, weights_backbone=None, num_classes=classes
-    ).eval()
+    model = LRASPPLogits(classes).eval()
     with torch.inference_mode():
         macs, _ = thop.profile(
             copy.deepcopy(model), inputs=(torch.zeros(1, 3, h, w),), verbose=False
         )
-
-    class _Logits(torch.nn.Module):
-        def __init__(self, m: torch.nn.Module) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.m(x)["out"]
-
     measured = (
-        measure_network(_Logits(model), h, w, threads=threads, min_time=rep.min_time).ms
+        measure_network(model, h, w, threads=threads, min_time=rep.min_time).ms
         if rep.measure
         else None
     )
@@ -330,10 +319,6 @@ def _build_report(
             ),
         }
     table = get_label_table(search_cfg.data.dataset)
-    count = {
-        split: len(list((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png")))
-        for split in ("train", "val")
-    }
     report = {
         "title": "fasterseg pipeline report",
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -343,7 +328,7 @@ def _build_report(
             "torch": torch.__version__,
         },
         "resolution": [pcfg.report.height, pcfg.report.width],
-        "dataset": {"root": str(root), **count, "classes": list(table.class_names)},
+        "dataset": {"root": str(root), **_count_images(root), "classes": list(table.class_names)},
         "models": models,
         "references": references,
         "search": search_info,
