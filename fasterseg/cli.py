@@ -157,6 +157,10 @@ def _train_config(args: argparse.Namespace):  # -> Config
 
 
 def _print_training_result(metrics: dict, out: Path) -> None:
+    from .distributed import is_main
+
+    if not is_main():  # under torchrun, one summary
+        return
     final = metrics["final"] or {}
     miou = final.get("miou")
     best = metrics["best_miou"]
@@ -195,7 +199,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.transforms import eval_transforms
     from .engine.checkpoint import load_checkpoint
     from .engine.common import resolve_device
-    from .engine.evaluate import evaluate
+    from .engine.evaluate import check_window, evaluate
     from .engine.train import load_trained_model
 
     device = resolve_device(args.device)
@@ -211,6 +215,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"{args.checkpoint} predicts {model.num_classes} classes but {args.data} "
             f"({cfg.data.dataset}) has {dataset.num_classes}"
         )
+    try:
+        check_window(args.window, args.overlap)
+    except ValueError as e:
+        raise UserError(f"--window/--overlap: {e}") from None
     result = evaluate(
         model,
         dataset,
@@ -218,6 +226,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         scales=args.scales,
         flip=args.flip,
         save_predictions=args.save_predictions,
+        window=args.window,
+        overlap=args.overlap,
     )
     if args.json:
         _print_json(result)
@@ -251,16 +261,17 @@ def _cmd_lut_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from .engine.search import search, search_table
+    from .distributed import is_main
+    from .engine.search import search
 
     cfg = _train_config(args)
-    table = search_table(cfg)
-    result = search(cfg, args.out, table)
+    result = search(cfg, args.out)
     best = result["best"]
-    print(
-        f"done: best student objective {best['objective']:.4f} at epoch {best['epoch']}; "
-        f"{args.out}/arch_student.json and arch_teacher.json written"
-    )
+    if is_main():
+        print(
+            f"done: best student objective {best['objective']:.4f} at epoch {best['epoch']}; "
+            f"{args.out}/arch_student.json and arch_teacher.json written"
+        )
     return 0
 
 
@@ -429,10 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
             Train the network of ARCH with SGD and OHEM cross-entropy (main output plus 0.2 x
             each auxiliary head). Writes OUT/last.pt (every epoch), best.pt, metrics.json,
             config.yaml and tb/. Running the same command again resumes from last.pt.
+            Under `torchrun --nproc_per_node N -m fasterseg train ...` N processes share
+            each global batch (data.batch_size) with DistributedDataParallel.
 
             example:
               fasterseg train --config train/demo.yaml --arch fasterseg-student \\
                   --out runs/student --data runs/data/synthetic train.epochs=5
+              torchrun --nproc_per_node 2 -m fasterseg train --config train/demo.yaml \\
+                  --arch fasterseg-student --out runs/student2
             """
         ),
     )
@@ -466,14 +481,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate a checkpoint; write prediction PNGs",
         description=textwrap.dedent(
             """\
-            Whole-image inference on every image of a split (any size: padded to a multiple
-            of 32 inside, cropped back), optionally multi-scale and flipped. Prints mIoU,
-            pixel accuracy and per-class IoU (the keys of `fasterseg score`); on a split
-            without labels only writes predictions. Predictions are labelId PNGs (the
-            Cityscapes submission format) and colour PNGs.
+            Whole-image or sliding-window (--window) inference on every image of a split
+            (any size: padded to a multiple of 32 inside, cropped back), optionally
+            multi-scale and flipped. Prints mIoU, pixel accuracy and per-class IoU (the
+            keys of `fasterseg score`); on a split without labels only writes predictions.
+            Predictions are labelId PNGs (the Cityscapes submission format) and colour PNGs.
 
             example:
               fasterseg evaluate runs/student/best.pt --data runs/data/synthetic --json
+              fasterseg evaluate best.pt --data cityscapes --window 512 1024 --flip
             """
         ),
     )
@@ -485,6 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--flip", action="store_true", help="average with the mirror image")
     evaluate.add_argument("--save-predictions", type=Path, help="folder for prediction PNGs")
+    evaluate.add_argument(
+        "--window", type=int, nargs=2, metavar=("H", "W"),
+        help="infer in overlapping H x W tiles (multiples of 32) instead of whole images",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--overlap", type=float, default=1 / 3,
+        help="fraction by which neighbouring tiles overlap (default 1/3)",
+    )  # fmt: skip
     evaluate.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     evaluate.add_argument(
         "--skip-corrupt", action="store_true",
@@ -505,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
             built first if it lacks entries. OUT receives config.yaml, history.json,
             arch_teacher.json, arch_student.json (best objective; *_last.json: last
             epoch), checkpoint.pt and tb/. The same command on the same OUT resumes.
+            Under `torchrun --nproc_per_node N -m fasterseg search ...` N processes share
+            each global batch; only rank 0 writes.
 
             example:
               fasterseg search --config search/demo.yaml --out runs/search \\

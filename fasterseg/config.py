@@ -83,7 +83,9 @@ class TrainConfig:
     ``lr_schedule`` is ``exponential`` (lr * lr_gamma**epoch, as published) or ``poly``
     (lr * (1 - epoch/epochs)**poly_power). Validation runs after the first epoch, every
     ``eval_every`` epochs and after the last. ``device`` is ``auto``, ``cpu`` or ``cuda[:i]``;
-    ``amp`` applies on CUDA only. ``grad_clip`` 0 disables clipping.
+    ``amp`` applies on CUDA only. ``grad_clip`` 0 disables clipping. Under torchrun
+    ``data.batch_size`` is the global batch (split evenly over the processes) and ``sync_bn``
+    takes batch-norm statistics over the global batch, so N processes train as one would.
     """
 
     epochs: int = 600
@@ -102,6 +104,7 @@ class TrainConfig:
     seed: int = 12345
     amp: bool = True
     channels_last: bool = False
+    sync_bn: bool = True
     device: str = "auto"
 
 
@@ -150,7 +153,10 @@ class SearchConfig:
     candidate student is faster than ``latency_min_ms`` and doubled when one is slower than
     ``latency_max_ms`` (predicted at the latency table's resolution). The reported objective is
     mIoU * (latency / target_ms) ** objective_exponent. ``reference_*`` switches reproduce
-    documented quirks of the reference (method section 10) when true.
+    documented quirks of the reference (method section 10) when true. Under torchrun the
+    batch sizes are global and ``sync_bn`` keeps batch-norm statistics global. ``amp``
+    (CUDA only) runs forward passes in float16 autocast with loss scaling; ``channels_last``
+    stores weights and inputs in NHWC.
     """
 
     pretrain_epochs: int = 20
@@ -179,6 +185,9 @@ class SearchConfig:
     eval_images: int = 0
     seed: int = 12345
     device: str = "auto"
+    sync_bn: bool = True
+    amp: bool = False
+    channels_last: bool = False
     reference_pretrain_teacher_only: bool = True
     reference_teacher_pair_from_student: bool = True
     reference_decode: bool = True

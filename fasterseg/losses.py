@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import distributed as dist
 from .data.labels import IGNORE_INDEX
 
 
@@ -16,6 +17,7 @@ def ohem_cross_entropy(
     thresh: float = 0.7,
     min_kept: int = 0,
     ignore_index: int = IGNORE_INDEX,
+    synced: bool = False,
 ) -> Tensor:
     """Online hard example mining cross-entropy.
 
@@ -24,13 +26,24 @@ def ohem_cross_entropy(
     probability)``, and the mean cross-entropy is taken over pixels at or below it. With
     fewer than ``min_kept`` labelled pixels every labelled pixel is kept. Logits at a coarser
     resolution than the target are not resized: pass labels at the logits' size.
+
+    ``synced`` (under torchrun): the batch is the union of every process's share. Counts, the
+    threshold and the mean are then global, and the returned value is this process's share
+    times the process count, so that averaging gradients over processes (what DDP does)
+    gives the gradient of the global loss; :func:`fasterseg.distributed.global_mean` of the
+    returned values is the global loss.
     """
     if logits.shape[-2:] != target.shape[-2:]:
         raise ValueError(
             f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in size"
         )
+    sync = synced and dist.is_distributed()
+
+    def total(t: Tensor) -> int:
+        return int(dist.all_reduce_sum(t) if sync else t)
+
     valid = target != ignore_index
-    num_valid = int(valid.sum())
+    num_valid = total(valid.sum())
     if num_valid == 0:
         return logits.sum() * 0.0
     keep_target = target
@@ -39,14 +52,21 @@ def ohem_cross_entropy(
             prob = F.softmax(logits.float(), dim=1)
             safe = torch.where(valid, target, torch.zeros_like(target))
             p_true = prob.gather(1, safe.unsqueeze(1)).squeeze(1)
-            p_valid = p_true[valid]
             threshold = thresh
-            if min_kept > 0:
-                kth = torch.kthvalue(p_valid, min(num_valid, min_kept)).values.item()
-                threshold = max(threshold, kth)
+            k = min(num_valid, min_kept)
+            # The k-th smallest probability matters only when fewer than k pixels fall at or
+            # below ``thresh``; only then are the probabilities gathered across processes.
+            if k > 0 and total((p_true[valid] <= thresh).sum()) < k:
+                p_valid = p_true[valid]
+                everyone = dist.all_gather_cat(p_valid) if sync else p_valid
+                threshold = max(threshold, torch.kthvalue(everyone, k).values.item())
             kept = valid & (p_true <= threshold)
         keep_target = torch.where(kept, target, torch.full_like(target, ignore_index))
-    return F.cross_entropy(logits, keep_target, ignore_index=ignore_index)
+    if not sync:
+        return F.cross_entropy(logits, keep_target, ignore_index=ignore_index)
+    kept_count = total((keep_target != ignore_index).sum())
+    loss_sum = F.cross_entropy(logits, keep_target, ignore_index=ignore_index, reduction="sum")
+    return loss_sum * (dist.world_size() / max(kept_count, 1))
 
 
 def distillation_loss(

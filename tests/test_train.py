@@ -173,6 +173,27 @@ def test_evaluate_cli_any_size_and_predictions(data, tmp_path, capsys):
     # The score command reads the same predictions and agrees.
     assert main(["score", str(preds), "--gt", str(odd), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["miou"] == pytest.approx(result["miou"])
+    # Sliding windows: tiles of 32 x 64 cover odd sizes too, and every prediction keeps its size.
+    tiled = tmp_path / "tiled"
+    argv = [*argv[:-6], "--window", "32", "64", "--save-predictions", str(tiled)]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 2
+    assert np.asarray(Image.open(tiled / "c_000000_000001_labelIds.png")).shape == (37, 101)
+    assert main([*argv, "--window", "30", "64"]) == 2
+    assert "--window/--overlap: window [30, 64]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("window, overlap", [((32, 32), 0.5), ((32, 64), 0.0), ((64, 96), 1 / 3)])
+def test_sliding_windows_stitch_and_average_tiles(window, overlap):
+    from fasterseg.engine.evaluate import predict
+
+    torch.manual_seed(0)
+    per_pixel = torch.nn.Conv2d(3, 5, 1).eval()  # tiles of it must stitch to the whole image
+    image = torch.randn(1, 3, 50, 70)
+    whole = predict(per_pixel, image)
+    tiled = predict(per_pixel, image, window=window, overlap=overlap)
+    assert tiled.shape == whole.shape == (1, 5, 50, 70)
+    torch.testing.assert_close(tiled, whole)
 
 
 def test_unsafe_checkpoint_refused(tmp_path):

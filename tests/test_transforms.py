@@ -300,3 +300,33 @@ def test_unshuffled_loader_keeps_dataset_order(folder: Path) -> None:
     batches = list(loader)
     assert len(batches) == 1 and batches[0][0].tolist() == [0, 1, 2, 3]
     assert batches[0][1].dtype == torch.uint8 and batches[0][2].dtype == torch.int64
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_process_shares_of_a_global_batch_rebuild_the_single_process_batch(
+    folder: Path, workers: int
+) -> None:
+    ds = Indexed(
+        build_dataset("cityscapes", folder, "train", train_transforms((8, 24), scales=(0.5, 1.0)))
+    )
+
+    def batches(rank: int, world: int, w: int) -> list[tuple]:
+        loader = build_loader(
+            ds, batch_size=4, shuffle=True, seed=3, workers=w, drop_last=True,
+            rank=rank, world_size=world,
+        )  # fmt: skip
+        return list(loader)
+
+    whole = batches(0, 1, 0)
+    shares = [batches(r, 2, workers) for r in range(2)]
+    assert len(whole) == 1 and all(len(s) == 1 for s in shares)
+    ranks = [s[0] for s in shares]
+    assert ranks[0][0].numel() == 2 and set(ranks[0][0].tolist()).isdisjoint(ranks[1][0].tolist())
+    for k in range(3):  # index, image and mask alike
+        assert torch.equal(torch.cat([ranks[0][k], ranks[1][k]]), whole[0][k])
+
+
+def test_a_global_batch_that_does_not_split_evenly_is_refused(folder: Path) -> None:
+    ds = build_dataset("cityscapes", folder, "train")
+    with pytest.raises(ValueError, match="global batch of 3 cannot be split evenly over 2"):
+        build_loader(ds, batch_size=3, shuffle=True, seed=0, drop_last=True, world_size=2)

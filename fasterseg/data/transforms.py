@@ -127,67 +127,109 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-_RNGStates = tuple[Any, Any, torch.Tensor]
+def _seed_rngs(seed: int) -> None:
+    # Only the CPU generator: torch.manual_seed would also reseed the caller's CUDA RNGs.
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.random.default_generator.manual_seed(seed)
 
 
-def _get_rng_states() -> _RNGStates:
-    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+class _SeededItems(torch.utils.data.Dataset):
+    """``dataset`` indexed by ``(index, seed)``: each item's augmentation is drawn from RNGs
+    seeded with its own seed, so it does not depend on which process or worker loads it."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        _seed_rngs(seed)
+        return self.dataset[index]
 
 
-def _set_rng_states(states: _RNGStates) -> None:
-    random.setstate(states[0])
-    np.random.set_state(states[1])
-    torch.set_rng_state(states[2])
+class GlobalBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
+    """Batches of ``(index, seed)`` pairs: this process's share of each global batch.
 
-
-class _PrivateRNGIterator:
-    """Runs every ``next`` of a loader iterator on its own Python/NumPy/torch RNG states.
-
-    The global states seen by the caller (model init, dropout, ...) are restored after each
-    batch, so augmentations neither consume nor depend on them.
+    Every pass draws a permutation (when shuffling) and one seed per item from ``generator``;
+    global batch b is ``perm[b*B:(b+1)*B]``, and process r of W takes its contiguous
+    ``B/W`` slice. W processes therefore see, together and in rank order, exactly the batches
+    and augmentations that one process sees.
     """
 
-    def __init__(self, it: Iterator[Any], seed: int) -> None:
-        self._it = it
-        # Built from fresh generators so that no global (or CUDA) RNG is touched.
-        py_seed = seed % 2**32
-        self._states: _RNGStates = (
-            random.Random(py_seed).getstate(),
-            np.random.RandomState(py_seed).get_state(),
-            torch.Generator().manual_seed(seed).get_state(),
-        )
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        generator: torch.Generator,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if batch_size % world_size:
+            raise ValueError(
+                f"a global batch of {batch_size} cannot be split evenly over {world_size} processes"
+            )
+        if not drop_last and world_size > 1 and n % batch_size:
+            raise ValueError("several processes need drop_last=True (equal shares per batch)")
+        self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
+        self.generator, self.rank, self.world_size = generator, rank, world_size
 
-    def __iter__(self) -> _PrivateRNGIterator:
+    def __len__(self) -> int:
+        full, rest = divmod(self.n, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        gen = self.generator
+        order = torch.randperm(self.n, generator=gen) if self.shuffle else torch.arange(self.n)
+        seeds = torch.randint(0, 2**62, (self.n,), generator=gen)
+        share = self.batch_size // self.world_size
+        for b in range(len(self)):
+            lo = b * self.batch_size + self.rank * share
+            hi = min(lo + share, (b + 1) * self.batch_size, self.n)
+            yield [(int(order[k]), int(seeds[k])) for k in range(lo, hi)]
+
+
+class _RestoreRNGIterator:
+    """Runs every ``next`` of a loader iterator between a save and a restore of the global
+    Python/NumPy/torch RNG states, so in-process loading leaves the caller's RNGs alone."""
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self._it = it
+
+    def __iter__(self) -> _RestoreRNGIterator:
         return self
 
     def __len__(self) -> int:
-        return len(self._it)
+        return len(self._it)  # type: ignore[arg-type]
 
     def __next__(self) -> Any:
-        outer = _get_rng_states()
-        _set_rng_states(self._states)
+        outer = random.getstate(), np.random.get_state(), torch.get_rng_state()
         try:
             return next(self._it)
         finally:
-            self._states = _get_rng_states()
-            _set_rng_states(outer)
+            random.setstate(outer[0])
+            np.random.set_state(outer[1])
+            torch.set_rng_state(outer[2])
 
 
 class SeededDataLoader(torch.utils.data.DataLoader):
-    """A DataLoader whose order and augmentations depend only on its ``generator``'s seed.
+    """A DataLoader whose order and augmentations depend only on its sampler's seed.
 
-    With worker processes, PyTorch already seeds each worker from the generator. Loading in the
-    main process (``num_workers=0``) would draw augmentations from the global RNGs instead, so
-    the result would depend on everything else that used them; here each epoch gets private RNG
-    states seeded from the generator. Successive epochs differ; equal seeds give equal epochs.
+    Items are seeded one by one (see :class:`GlobalBatchSampler`), so the batches are the
+    same for any ``num_workers`` and any number of processes; loading in the main process
+    leaves the global RNG states as they were.
     """
 
     def __iter__(self) -> Iterator[Any]:
         it = super().__iter__()
-        if self.num_workers > 0:
-            return it
-        seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
-        return _PrivateRNGIterator(it, seed)
+        return it if self.num_workers > 0 else _RestoreRNGIterator(it)
 
 
 def build_loader(
@@ -198,21 +240,33 @@ def build_loader(
     seed: int,
     workers: int = 0,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> torch.utils.data.DataLoader:
-    """A seeded DataLoader: the same seed gives the same order and augmentations.
+    """A seeded DataLoader of this process's share of each global batch of ``batch_size``.
 
-    That holds for any ``workers`` count (but ``workers=0`` and ``workers>0`` draw different
-    augmentations) and whatever the global RNG states are; each new epoch reshuffles.
+    The same seed gives the same order and augmentations whatever ``workers`` is, whatever
+    the global RNG states are, and however many processes share the batch; each new pass
+    over the loader reshuffles.
     """
     gen = torch.Generator()
     gen.manual_seed(seed)
-    return SeededDataLoader(
-        dataset,
-        batch_size=batch_size,
+    sampler = GlobalBatchSampler(
+        len(dataset),  # type: ignore[arg-type]
+        batch_size,
         shuffle=shuffle,
-        num_workers=workers,
         drop_last=drop_last,
         generator=gen,
+        rank=rank,
+        world_size=world_size,
+    )
+    return SeededDataLoader(
+        _SeededItems(dataset),
+        batch_sampler=sampler,
+        num_workers=workers,
         worker_init_fn=seed_worker,
+        # Only for the workers' base seeds (items are seeded by the sampler); without it the
+        # loader would draw them from the global RNG.
+        generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
     )

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..distributed import is_main
 from ..errors import ConfigError
 
 T = TypeVar("T")
@@ -46,6 +47,14 @@ def kaiming_init(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def progress_disabled(progress: bool | None) -> bool | None:
+    """tqdm's ``disable`` for a ``progress`` option: None lets tqdm decide (off without a
+    terminal); processes other than rank 0 never show a bar."""
+    if not is_main():
+        return True
+    return None if progress is None else not progress
 
 
 def summary_writer(path: Path) -> Any:

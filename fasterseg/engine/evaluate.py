@@ -1,5 +1,6 @@
-"""Evaluation: whole-image inference at any size (padded to a multiple of 32 inside, cropped
-back), optional multi-scale and flip, mIoU/pixel accuracy/per-class IoU, prediction PNGs."""
+"""Evaluation: whole-image or sliding-window inference at any size (padded to a multiple of 32
+inside, cropped back), optional multi-scale and flip, mIoU/pixel accuracy/per-class IoU,
+prediction PNGs; under torchrun the images are shared out and the confusion matrices summed."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .. import distributed as dist
 from ..data.datasets import SegmentationFolder
 from ..io import atomic_write
 from ..metrics import ConfusionMatrix, scores_dict
+from .common import progress_disabled
 
 STRIDE = 32
 
@@ -33,6 +36,56 @@ def _forward_padded(model: nn.Module, image: Tensor) -> Tensor:
     return out[..., :h, :w]
 
 
+def _starts(size: int, window: int, stride: int) -> list[int]:
+    """Window offsets that cover ``size`` (the last window ends flush with the border)."""
+    if size <= window:
+        return [0]
+    starts = list(range(0, size - window, stride))
+    return [*starts, size - window]
+
+
+def _forward_windows(
+    model: nn.Module, image: Tensor, window: tuple[int, int], overlap: float
+) -> Tensor:
+    """Logits (N, C, H, W) averaged over overlapping ``window``-sized tiles of the image.
+
+    Consecutive tiles overlap by ``overlap`` of their size; an image smaller than the window
+    is padded (right/bottom) to it and the padding cropped from the result.
+    """
+    h, w = image.shape[-2:]
+    wh, ww = window
+    ph, pw = max(0, wh - h), max(0, ww - w)
+    x = F.pad(image, (0, pw, 0, ph)) if ph or pw else image
+    big_h, big_w = x.shape[-2:]
+    rows = _starts(big_h, wh, max(1, int(wh * (1 - overlap))))
+    cols = _starts(big_w, ww, max(1, int(ww * (1 - overlap))))
+    total: Tensor | None = None
+    count = torch.zeros((1, 1, big_h, big_w), device=image.device)
+    for y in rows:
+        for x0 in cols:
+            logits = _forward_padded(model, x[..., y : y + wh, x0 : x0 + ww]).float()
+            if total is None:
+                total = torch.zeros(
+                    (x.shape[0], logits.shape[1], big_h, big_w), device=image.device
+                )
+            total[..., y : y + wh, x0 : x0 + ww] += logits
+            count[..., y : y + wh, x0 : x0 + ww] += 1
+    assert total is not None
+    return (total / count)[..., :h, :w]
+
+
+def check_window(window: Sequence[int] | None, overlap: float) -> tuple[int, int] | None:
+    """Validate a sliding window (two positive multiples of 32) and its overlap in [0, 1)."""
+    if window is None:
+        return None
+    win = tuple(int(v) for v in window)
+    if len(win) != 2 or any(v <= 0 or v % STRIDE for v in win):
+        raise ValueError(f"window {list(window)}: give height and width, positive multiples of 32")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"window overlap {overlap} must be in [0, 1)")
+    return win  # type: ignore[return-value]
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module,
@@ -40,11 +93,16 @@ def predict(
     *,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
+    window: Sequence[int] | None = None,
+    overlap: float = 1 / 3,
 ) -> Tensor:
     """Class probabilities (N, C, H, W) averaged over ``scales`` and, with ``flip``, mirrors.
 
-    ``image`` is a normalised float batch (N, 3, H, W) on the model's device.
+    ``image`` is a normalised float batch (N, 3, H, W) on the model's device. Each view is
+    inferred whole, or with ``window`` (height, width) in overlapping tiles (see
+    :func:`_forward_windows`).
     """
+    win = check_window(window, overlap)
     h, w = image.shape[-2:]
     total: Tensor | None = None
     for s in scales:
@@ -54,7 +112,11 @@ def predict(
             x = F.interpolate(image, size=size, mode="bilinear", align_corners=True)
         views = [x, x.flip(-1)] if flip else [x]
         for k, v in enumerate(views):
-            logits = _forward_padded(model, v)
+            logits = (
+                _forward_padded(model, v)
+                if win is None
+                else _forward_windows(model, v, win, overlap)
+            )
             if k == 1:
                 logits = logits.flip(-1)
             if logits.shape[-2:] != (h, w):
@@ -82,15 +144,21 @@ def evaluate(
     save_predictions: str | os.PathLike | None = None,
     progress: bool | None = None,
     limit: int | None = None,
+    window: Sequence[int] | None = None,
+    overlap: float = 1 / 3,
+    synced: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on every image of ``dataset`` (one at a time, whole image).
+    """Evaluate ``model`` on every image of ``dataset`` (one at a time).
 
     ``dataset`` must yield normalised images and full-size masks (``eval_transforms``).
     Returns ``{"miou", "pixel_accuracy", "per_class_iou", "images"}`` (the keys of
     ``fasterseg score``); on a split without labels only predictions are written and the
     scores are None. With ``save_predictions``, writes ``NAME_labelIds.png`` (the Cityscapes
-    submission format: label ids) and ``NAME_color.png`` per image.
+    submission format: label ids) and ``NAME_color.png`` per image. ``window``/``overlap``
+    select sliding-window inference (:func:`predict`). ``synced`` (under torchrun): each
+    process evaluates every world-size-th image and all get the scores of the whole set.
     """
+    check_window(window, overlap)
     device = torch.device(device)
     model.eval()
     conf = ConfusionMatrix(dataset.num_classes, device=device)
@@ -100,15 +168,19 @@ def evaluate(
     out_dir = Path(save_predictions) if save_predictions is not None else None
     labelled = False
     n = len(dataset) if limit is None else min(limit, len(dataset))
+    indices = dist.shard(n) if synced else range(n)
     for i in tqdm(
-        range(n),
+        indices,
         desc="evaluate",
         unit="img",
-        disable=None if progress is None else not progress,
+        disable=progress_disabled(progress),
         leave=False,
     ):
         image, mask = dataset[i]
-        prob = predict(model, image.unsqueeze(0).to(device), scales=scales, flip=flip)
+        prob = predict(
+            model, image.unsqueeze(0).to(device), scales=scales, flip=flip,
+            window=window, overlap=overlap,
+        )  # fmt: skip
         pred = prob.argmax(dim=1)[0]
         mask = mask.to(device)
         if (mask != 255).any():
@@ -119,6 +191,9 @@ def evaluate(
             p = pred.cpu().numpy().astype(np.int64)
             _save_png(out_dir / f"{name}_labelIds.png", to_id[p])
             _save_png(out_dir / f"{name}_color.png", palette[p])
+    if synced and dist.is_distributed():
+        conf.matrix = dist.all_reduce_sum(conf.matrix)
+        labelled = bool(dist.all_reduce_sum(torch.tensor(int(labelled), device=device)))
     if not labelled:
         return {
             "miou": None,

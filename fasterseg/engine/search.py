@@ -6,6 +6,15 @@ latency term) and a weight step. After every search epoch it evaluates each role
 heads, decodes the candidate branch pairs, predicts their latency from the table, adapts
 lambda and writes ``history.json`` and the architecture files. A checkpoint after every epoch
 makes a killed search resume exactly: every epoch's randomness derives from (seed, epoch).
+
+Under ``torchrun --nproc_per_node N`` each process takes 1/N of every global batch, batch-norm
+statistics and OHEM are global, architecture and weight gradients are averaged over the
+processes after each step, validation is shared out, and only rank 0 writes files: N
+processes search what one process with the same global batch searches. Gradients are
+averaged by hand rather than by DistributedDataParallel because a step runs several
+forward/backward passes over different parts of the supernet (two roles, several widths)
+and the latency term reaches the architecture parameters outside the forward pass; one
+flat all-reduce per step is the same arithmetic with none of DDP's unused-parameter traps.
 """
 
 from __future__ import annotations
@@ -14,8 +23,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from .. import distributed as dist
 from ..config import Config, config_to_dict, save_config
 from ..data.datasets import SegmentationFolder, build_dataset
 from ..data.transforms import build_loader, eval_transforms, train_transforms
@@ -41,6 +51,7 @@ from .common import (
     check_crop,
     endless_batches,
     kaiming_init,
+    progress_disabled,
     resolve_device,
     seed_everything,
     summary_writer,
@@ -73,14 +84,37 @@ def split_indices(n: int, portion: float, seed: int) -> tuple[list[int], list[in
     return perm[:k], perm[k:]
 
 
-def _seg_loss(outs: Sequence[Tensor], mask: Tensor, thresh: float) -> Tensor:
+@dataclass(frozen=True)
+class _Runtime:
+    """How this process runs the steps: device, collectives, precision and memory layout."""
+
+    device: torch.device
+    synced: bool
+    amp: bool
+    channels_last: bool
+    arch_scaler: torch.amp.GradScaler
+    weight_scaler: torch.amp.GradScaler
+
+    def batch(self, loader: Iterator[Any]) -> tuple[Tensor, Tensor]:
+        image, mask = next(loader)
+        image = image.to(self.device, non_blocking=True)
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return image, mask.to(self.device, non_blocking=True)
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, enabled=self.amp)
+
+
+def _seg_loss(outs: Sequence[Tensor], mask: Tensor, thresh: float, synced: bool) -> Tensor:
     """OHEM cross-entropy summed over the five heads (labels at the heads' resolution)."""
-    min_kept = mask.numel() // 16
+    min_kept = mask.numel() * (dist.world_size() if synced else 1) // 16  # of the global batch
     total = torch.zeros((), device=mask.device)
     for o in outs:
+        o = o.float()
         if o.shape[-2:] != mask.shape[-2:]:
             o = F.interpolate(o, size=mask.shape[-2:], mode="bilinear", align_corners=True)
-        total = total + ohem_cross_entropy(o, mask, thresh=thresh, min_kept=min_kept)
+        total = total + ohem_cross_entropy(o, mask, thresh=thresh, min_kept=min_kept, synced=synced)
     return total
 
 
@@ -101,13 +135,14 @@ def evaluate_heads(
 ) -> dict[str, float]:
     """mIoU of each of ``role``'s five heads on ``dataset`` (whole images, upsampled logits).
 
-    The student runs at its most likely widths (``argmax``), the teacher at full width.
+    The student runs at its most likely widths (``argmax``), the teacher at full width. Under
+    torchrun the images are shared out and the confusion matrices summed.
     """
     net.eval()
     confs = {h: ConfusionMatrix(dataset.num_classes, device=device) for h in HEAD_NAMES}
     n = len(dataset) if limit <= 0 else min(limit, len(dataset))
     widths = net.sample_widths(role, WidthMode.ARGMAX)
-    for i in range(n):
+    for i in dist.shard(n):
         image, mask = dataset[i]
         x = image.unsqueeze(0).to(device)
         h, w = x.shape[-2:]
@@ -116,6 +151,8 @@ def evaluate_heads(
         for name, o in zip(HEAD_NAMES, outs):
             o = F.interpolate(o, scale_factor=8, mode="bilinear", align_corners=True)
             confs[name].update(o[..., :h, :w].argmax(dim=1)[0], mask.to(device))
+    for c in confs.values():
+        c.matrix = dist.all_reduce_sum(c.matrix)
     return {name: float(c.compute()["miou"]) for name, c in confs.items()}
 
 
@@ -150,23 +187,53 @@ def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
 def search(
     cfg: Config,
     out_dir: str | os.PathLike,
-    table: LatencyTable,
+    table: LatencyTable | None = None,
     *,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the search; return the history dict also written to history.json.
 
-    ``table`` must hold every kernel of ``cfg.space`` at ``cfg.latency``'s resolution.
+    ``table`` must hold every kernel of ``cfg.space`` at ``cfg.latency``'s resolution; None
+    builds or completes ``cfg.latency.table`` first (:func:`search_table`; under torchrun
+    rank 0 measures while the others wait, then they load it).
     """
-    s, d = cfg.search, cfg.data
+    s = cfg.search
     if s.epochs < 1:
         raise ConfigError(f"search.epochs must be at least 1, got {s.epochs}")
     check_crop("search.crop", s.crop)
     check_crop("search.pretrain_crop", s.pretrain_crop)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    device = resolve_device(s.device)
+    with dist.launch(resolve_device(s.device)) as run:
+        if table is None:
+            if dist.is_main():
+                table = search_table(cfg, progress=progress is not False)
+            dist.barrier()
+            if not dist.is_main():
+                table = search_table(cfg, progress=False)
+        assert table is not None
+        return _search(cfg, Path(out_dir), table, run.device, progress)
+
+
+def _search(
+    cfg: Config,
+    out: Path,
+    table: LatencyTable,
+    device: torch.device,
+    progress: bool | None,
+) -> dict[str, Any]:
+    s, d = cfg.search, cfg.data
+    main = dist.is_main()
+    world = dist.world_size()
+    batches = [("search.batch_size", s.batch_size)]
+    if s.pretrain_epochs > 0:
+        batches.append(("search.pretrain_batch_size", s.pretrain_batch_size))
+    for key, size in batches:
+        if size % world:
+            raise ConfigError(
+                f"{key} {size} is the global batch and must split evenly over the {world} processes"
+            )
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     lat_hw = (cfg.latency.height, cfg.latency.width)
 
     def train_set(crop: tuple[int, int]) -> SegmentationFolder:
@@ -187,7 +254,17 @@ def search(
     seed_everything(s.seed)
     net = SuperNet(cfg.space)
     kaiming_init(net)
+    if world > 1 and s.sync_bn:
+        dist.convert_sync_batchnorm(net)
     net.to(device)
+    if s.channels_last:
+        net.to(memory_format=torch.channels_last)
+    use_amp = s.amp and device.type == "cuda"
+    rt = _Runtime(
+        device=device, synced=world > 1, amp=use_amp, channels_last=s.channels_last,
+        arch_scaler=torch.amp.GradScaler(device.type, enabled=use_amp),
+        weight_scaler=torch.amp.GradScaler(device.type, enabled=use_amp),
+    )  # fmt: skip
     weights = net.weight_parameters()
     w_opt = torch.optim.SGD(weights, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     a_opts = {
@@ -215,10 +292,14 @@ def search(
         for r in Role:
             a_opts[r].load_state_dict(state["arch_optimizers"][r.value])
         lam, history, best, start = state["lambda"], state["history"], state["best"], state["epoch"]
+        scalers = state.get("scalers", {})
+        for name, scaler in (("arch", rt.arch_scaler), ("weight", rt.weight_scaler)):
+            if name in scalers:
+                scaler.load_state_dict(scalers[name])
         log.info("resuming search in %s after epoch %d", out, start)
 
     total_epochs = s.pretrain_epochs + s.epochs
-    writer = summary_writer(out / "tb")
+    writer = summary_writer(out / "tb") if main else None
     try:
         for epoch in range(start, total_epochs):
             pretrain = epoch < s.pretrain_epochs
@@ -230,11 +311,11 @@ def search(
             batch = s.pretrain_batch_size if pretrain else s.batch_size
             iters = s.iters_per_epoch or max(len(weight_idx) // batch, 400)
             dataset = pre_set if pretrain else search_set
-            w_loader = _cycle(dataset, weight_idx, batch, s.seed + epoch, d.workers)
+            w_loader = _cycle(dataset, weight_idx, batch, s.seed + epoch, d.workers, world)
             a_loader = (
                 None
                 if pretrain
-                else _cycle(dataset, arch_idx, batch, s.seed + 10**6 + epoch, d.workers)
+                else _cycle(dataset, arch_idx, batch, s.seed + 10**6 + epoch, d.workers, world)
             )
             tic = time.perf_counter()
             sums: dict[str, float] = {}
@@ -243,18 +324,18 @@ def search(
                 desc=f"{'pretrain' if pretrain else 'search'} epoch {epoch + 1}/{total_epochs}",
                 unit="it",
                 leave=False,
-                disable=None if progress is None else not progress,
+                disable=progress_disabled(progress),
             )
             net.train()
             for step in bar:
                 where = f"epoch {epoch + 1}, step {step + 1}"
                 if a_loader is not None:
-                    image, mask = (t.to(device) for t in next(a_loader))
-                    parts = _arch_step(net, a_opts, image, mask, table, lam, lat_hw, cfg, where)
+                    image, mask = rt.batch(a_loader)
+                    parts = _arch_step(net, a_opts, image, mask, table, lam, lat_hw, cfg, rt, where)
                     for k, v in parts.items():
                         sums[k] = sums.get(k, 0.0) + v
-                image, mask = (t.to(device) for t in next(w_loader))
-                w_loss = _weight_step(net, w_opt, weights, image, mask, pretrain, cfg, where)
+                image, mask = rt.batch(w_loader)
+                w_loss = _weight_step(net, w_opt, weights, image, mask, pretrain, cfg, rt, where)
                 sums["loss_weight"] = sums.get("loss_weight", 0.0) + w_loss
                 bar.set_postfix(loss=f"{w_loss:.3f}")
             row: dict[str, Any] = {
@@ -270,9 +351,13 @@ def search(
                 obj = row["student"]["objective"]
                 if best is None or obj > best["objective"]:
                     best = {"epoch": epoch + 1, "objective": obj}
-                    _write_arch(out, row, "")
-                _write_arch(out, row, "_last")
+                    if main:
+                        _write_arch(out, row, "")
+                if main:
+                    _write_arch(out, row, "_last")
             history.append(row)
+            if not main:
+                continue
             _log(writer, row)
             atomic_write_json(out / "history.json", {"epochs": history, "best": best})
             save_checkpoint(
@@ -285,22 +370,38 @@ def search(
                     "model": net.state_dict(),
                     "weight_optimizer": w_opt.state_dict(),
                     "arch_optimizers": {r.value: a_opts[r].state_dict() for r in Role},
+                    "scalers": {
+                        "arch": rt.arch_scaler.state_dict(),
+                        "weight": rt.weight_scaler.state_dict(),
+                    },
                     "lambda": lam,
                     "history": history,
                     "best": best,
                 },
             )
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     return {"epochs": history, "best": best}
 
 
 def _cycle(
-    dataset: SegmentationFolder, indices: list[int], batch: int, seed: int, workers: int
+    dataset: SegmentationFolder,
+    indices: list[int],
+    batch: int,
+    seed: int,
+    workers: int,
+    world: int,
 ) -> Any:
-    """Endless batches from ``indices`` of ``dataset``, reshuffled (seeded) at every pass."""
+    """Endless batches from ``indices`` of ``dataset``, reshuffled (seeded) at every pass;
+    this process's share of each global batch."""
     subset = torch.utils.data.Subset(dataset, indices)
     size = min(batch, len(indices))
+    if size % world:
+        raise ConfigError(
+            f"only {len(indices)} images in a half of the training split: a batch of {size} "
+            f"cannot be shared by {world} processes"
+        )
     return endless_batches(
         lambda p: build_loader(
             subset,
@@ -309,13 +410,18 @@ def _cycle(
             seed=seed * 1000 + p,
             workers=workers,
             drop_last=True,
+            rank=dist.rank(),
+            world_size=world,
         )
     )
 
 
-def _check(loss: Tensor, where: str) -> None:
-    if not torch.isfinite(loss):
-        raise DivergedError(f"search loss is {loss.item()} at {where}")
+def _checked(loss: Tensor, where: str) -> float:
+    """The global value of ``loss``; every process raises together when it is not finite."""
+    value = float(dist.global_mean(loss))
+    if not math.isfinite(value):
+        raise DivergedError(f"search loss is {value} at {where}")
+    return value
 
 
 def _arch_step(
@@ -327,6 +433,7 @@ def _arch_step(
     lam: float,
     lat_hw: tuple[int, int],
     cfg: Config,
+    rt: _Runtime,
     where: str,
 ) -> dict[str, float]:
     """One architecture step for both roles; weight gradients it leaves are cleared."""
@@ -334,8 +441,10 @@ def _arch_step(
     for role in Role:
         opts[role].zero_grad(set_to_none=True)
         widths = net.sample_widths(role, WidthMode.SAMPLED)
-        loss = _seg_loss(net(image, role, widths), mask, cfg.search.ohem_thresh)
-        parts[f"loss_arch_{role.value}"] = loss.item()
+        with rt.autocast():
+            outs = net(image, role, widths)
+        loss = _seg_loss(outs, mask, cfg.search.ohem_thresh, rt.synced)
+        parts[f"loss_arch_{role.value}"] = float(dist.global_mean(loss))
         if role is Role.STUDENT and lam > 0:
             lat = latency_loss(
                 net,
@@ -348,9 +457,11 @@ def _arch_step(
             )
             parts["latency_term_ms"] = lat.item()
             loss = loss + lam * lat
-        _check(loss, where)
-        loss.backward()
-        opts[role].step()
+        _checked(loss, where)
+        rt.arch_scaler.scale(loss).backward()
+        dist.average_gradients(net.arch_parameters(role))
+        rt.arch_scaler.step(opts[role])
+    rt.arch_scaler.update()
     for p in net.weight_parameters():
         p.grad = None
     return parts
@@ -364,6 +475,7 @@ def _weight_step(
     mask: Tensor,
     pretrain: bool,
     cfg: Config,
+    rt: _Runtime,
     where: str,
 ) -> float:
     """One weight step: the pretraining sandwich, or teacher + student (sampled, max, min)."""
@@ -377,15 +489,19 @@ def _weight_step(
     total = 0.0
     # Backward per pass: the same gradient as the summed loss, with one graph alive at a time.
     for role, mode in passes:
-        loss = _seg_loss(net(image, role, mode), mask, s.ohem_thresh)
-        _check(loss, where)
-        loss.backward()
-        total += loss.item()
+        with rt.autocast():
+            outs = net(image, role, mode)
+        loss = _seg_loss(outs, mask, s.ohem_thresh, rt.synced)
+        total += _checked(loss, where)
+        rt.weight_scaler.scale(loss).backward()
     for p in net.arch.parameters():
         p.grad = None
+    dist.average_gradients(weights)
     if s.grad_clip > 0:
+        rt.weight_scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(weights, s.grad_clip)
-    opt.step()
+    rt.weight_scaler.step(opt)
+    rt.weight_scaler.update()
     return total
 
 

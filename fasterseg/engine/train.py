@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import time
 from dataclasses import replace
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .. import distributed as dist
 from ..config import Config, config_from_dict, config_to_dict, save_config
 from ..data.datasets import build_dataset
 from ..data.transforms import build_loader, eval_transforms, train_transforms
@@ -34,6 +36,7 @@ from .common import (
     check_crop,
     endless_batches,
     kaiming_init,
+    progress_disabled,
     resolve_device,
     seed_everything,
     summary_writer,
@@ -82,13 +85,35 @@ def train(
     Resumes from ``out_dir/last.pt`` when present. Returns the metrics dict also written to
     ``out_dir/metrics.json``: ``{"epochs": [...], "best_miou", "final": {...},
     "train_seconds", ...}``.
+
+    Under ``torchrun --nproc_per_node N`` the model is wrapped in DistributedDataParallel
+    (gloo on CPU, nccl on CUDA), each process takes 1/N of every global batch of
+    ``data.batch_size``, validation is shared out, and only rank 0 writes files.
     """
     check_crop("data.crop", cfg.data.crop)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    device = resolve_device(cfg.train.device)
+    with dist.launch(resolve_device(cfg.train.device)) as run:
+        return _train(cfg, genotype, Path(out_dir), run.device, teacher, progress)
+
+
+def _train(
+    cfg: Config,
+    genotype: Genotype,
+    out: Path,
+    device: torch.device,
+    teacher: nn.Module | None,
+    progress: bool | None,
+) -> dict[str, Any]:
+    main = dist.is_main()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     d, t = cfg.data, cfg.train
+    world = dist.world_size()
+    if d.batch_size % world:
+        raise ConfigError(
+            f"data.batch_size {d.batch_size} is the global batch and must split evenly over "
+            f"the {world} processes"
+        )
 
     train_set = build_dataset(
         d.dataset, d.root, d.train_split,
@@ -109,6 +134,8 @@ def train(
     seed_everything(t.seed)
     model = Network(genotype, cfg.space.num_classes, aux=True)
     kaiming_init(model)
+    if world > 1 and t.sync_bn:
+        dist.convert_sync_batchnorm(model)
     model.to(device)
     if t.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -139,14 +166,26 @@ def train(
         history, best = state["history"], state["best_miou"]
         start_epoch, train_seconds = state["epoch"], state["train_seconds"]
         log.info("resuming %s from epoch %d", out, start_epoch)
+    # The optimizer holds the module's own parameters; DDP only averages their gradients.
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None
+        )
+    if len(train_set) < d.batch_size and world > 1:
+        raise ConfigError(
+            f"{d.root}: {len(train_set)} training images are fewer than one global batch "
+            f"(data.batch_size {d.batch_size}) to share over {world} processes"
+        )
 
     def make_loader(seed: int) -> torch.utils.data.DataLoader:
         return build_loader(
             train_set, batch_size=d.batch_size, shuffle=True, seed=t.seed + seed,
             workers=d.workers, drop_last=len(train_set) >= d.batch_size,
+            rank=dist.rank(), world_size=world,
         )  # fmt: skip
 
-    writer = summary_writer(out / "tb")
+    writer = summary_writer(out / "tb") if main else None
     try:
         for epoch in range(start_epoch, t.epochs):
             lr = _lr_at(cfg, epoch)
@@ -164,7 +203,7 @@ def train(
                 total=t.iters_per_epoch,
                 desc=f"epoch {epoch + 1}/{t.epochs}",
                 unit="it",
-                disable=None if progress is None else not progress,
+                disable=progress_disabled(progress),
                 leave=False,
             )
             for step, (image, mask) in enumerate(bar):
@@ -173,8 +212,8 @@ def train(
                 if t.channels_last:
                     image = image.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device_type=device.type, enabled=use_amp):
-                    outputs = model(image)
-                    loss = _segmentation_loss(cfg, outputs, mask)
+                    outputs = net(image)
+                    loss = _segmentation_loss(cfg, outputs, mask, synced=world > 1)
                     if teacher is not None:
                         with torch.no_grad():
                             target = teacher(image)
@@ -183,9 +222,10 @@ def train(
                             temperature=cfg.distill.temperature,
                             reduction=cfg.distill.reduction,
                         )  # fmt: skip
-                if not torch.isfinite(loss):
+                value = dist.global_mean(loss).item()  # every process stops together
+                if not math.isfinite(value):
                     raise DivergedError(
-                        f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                        f"loss is {value} at epoch {epoch + 1}, step {step + 1}; "
                         f"the last good checkpoint is {last_path if last_path.exists() else 'none'}"
                     )
                 optimizer.zero_grad(set_to_none=True)
@@ -195,7 +235,7 @@ def train(
                     nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
-                losses.append(loss.item())
+                losses.append(value)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
             train_seconds += time.perf_counter() - tic
             row: dict[str, Any] = {
@@ -205,29 +245,38 @@ def train(
                 "seconds": train_seconds,
             }
             if (epoch + 1) % t.eval_every == 0 or epoch == 0 or epoch + 1 == t.epochs:
-                scores = evaluate(model, val_set, device=device, progress=progress)
+                dist.broadcast_buffers(model)  # without sync_bn, rank 0's statistics
+                scores = evaluate(
+                    model, val_set, device=device, progress=progress, synced=world > 1
+                )
                 row["val"] = scores
                 if scores["miou"] is not None and scores["miou"] > best:
                     best = scores["miou"]
-                    _save(out / "best.pt", model, optimizer, scaler, cfg, genotype,
-                          epoch + 1, [*history, row], best, train_seconds)  # fmt: skip
+                    if main:
+                        _save(out / "best.pt", model, optimizer, scaler, cfg, genotype,
+                              epoch + 1, [*history, row], best, train_seconds)  # fmt: skip
             history.append(row)
-            _log_row(writer, row)
-            _save(last_path, model, optimizer, scaler, cfg, genotype, epoch + 1, history,
-                  best, train_seconds)  # fmt: skip
-            _write_metrics(out, history, best, train_seconds, genotype)
+            if main:
+                _log_row(writer, row)
+                _save(last_path, model, optimizer, scaler, cfg, genotype, epoch + 1, history,
+                      best, train_seconds)  # fmt: skip
+                _write_metrics(out, history, best, train_seconds, genotype)
     finally:
         if writer is not None:
             writer.close()
-    return _write_metrics(out, history, best, train_seconds, genotype)
+    return _write_metrics(out, history, best, train_seconds, genotype, write=main)
 
 
-def _segmentation_loss(cfg: Config, outputs: Tensor | tuple[Tensor, ...], mask: Tensor) -> Tensor:
+def _segmentation_loss(
+    cfg: Config, outputs: Tensor | tuple[Tensor, ...], mask: Tensor, *, synced: bool = False
+) -> Tensor:
     """OHEM on the main output plus ``aux_weight`` x OHEM on each auxiliary output."""
     t = cfg.train
     outs = outputs if isinstance(outputs, tuple) else (outputs,)
     losses = [
-        ohem_cross_entropy(o.float(), mask, thresh=t.ohem_thresh, min_kept=t.ohem_min_kept)
+        ohem_cross_entropy(
+            o.float(), mask, thresh=t.ohem_thresh, min_kept=t.ohem_min_kept, synced=synced
+        )
         for o in outs
     ]
     return losses[0] + t.aux_weight * sum(losses[1:], torch.zeros((), device=mask.device))
@@ -269,6 +318,8 @@ def _write_metrics(
     best: float,
     train_seconds: float,
     genotype: Genotype,
+    *,
+    write: bool = True,
 ) -> dict[str, Any]:
     final = next((r["val"] for r in reversed(history) if "val" in r), None)
     metrics = {
@@ -278,7 +329,8 @@ def _write_metrics(
         "final": final,
         "train_seconds": train_seconds,
     }
-    atomic_write_json(out / "metrics.json", metrics)
+    if write:
+        atomic_write_json(out / "metrics.json", metrics)
     return metrics
 
 
