@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .config import Config, PipelineConfig, save_config
+from .errors import ConfigError
 from .genotype import Genotype
 from .io import atomic_write_json
 
@@ -87,6 +88,11 @@ def run_pipeline(
     from .engine.train import teacher_from_checkpoint, train
     from .models import load_genotype
 
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        raise ConfigError(
+            "the pipeline runs in one process (its data, table and report stages are not "
+            "shared out); run `fasterseg search`, `train` and `distill` under torchrun instead"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if data_root is not None:

@@ -80,3 +80,12 @@ def test_pipeline_config_errors_name_the_key(tiny, tmp_path):
         load_pipeline_config(tiny, ["search.search.epoch=3"])
     demo = load_pipeline_config()
     assert demo.synthetic.enabled and demo.search.space.layers == 8
+
+
+def test_pipeline_refuses_several_processes(tmp_path, monkeypatch):
+    from fasterseg.pipeline import run_pipeline
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="the pipeline runs in one process"):
+        run_pipeline(load_pipeline_config(), tmp_path)
+    assert not any(tmp_path.iterdir())

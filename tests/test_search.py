@@ -1,6 +1,7 @@
 """The collaborative search on tiny synthetic data with a synthetic latency table (CPU)."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -124,3 +125,28 @@ def test_resumed_search_matches_uninterrupted(data, tmp_path):
     arch = [k for k in a if k.startswith("arch.")]
     assert arch and all(torch.equal(a[k], b[k]) for k in arch)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_channels_last_search_matches_the_default_layout(data, tmp_path):
+    cfg = _cfg(data, iters_per_epoch=1)
+    nhwc = _cfg(data, iters_per_epoch=1, channels_last=True)
+    table = fake_table(cfg.space)
+    search(cfg, tmp_path / "nchw", table, progress=False)
+    search(nhwc, tmp_path / "nhwc", table, progress=False)
+    a, b = (torch.load(tmp_path / n / "checkpoint.pt", weights_only=True) for n in ("nchw", "nhwc"))
+    for key, value in a["model"].items():
+        if key.startswith("arch."):
+            torch.testing.assert_close(b["model"][key], value, rtol=0, atol=1e-5)
+    assert a["history"][-1]["loss_weight"] == pytest.approx(b["history"][-1]["loss_weight"], 1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_search_with_amp_on_cuda(data, tmp_path):
+    cfg = _cfg(data, device="cuda", amp=True, pretrain_epochs=1)
+    result = search(cfg, tmp_path, fake_table(cfg.space), progress=False)
+    row = result["epochs"][-1]
+    assert all(math.isfinite(row[k]) for k in ("loss_weight", "loss_arch_student"))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["scalers"]["weight"]["scale"] > 0
+    Genotype.load(tmp_path / "arch_student.json")
