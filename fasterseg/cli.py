@@ -128,7 +128,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             model = create_model(geno, args.classes).eval()
             m = measure_network(
                 model, args.height, args.width, backend=fp.get("backend", "torch"),
-                threads=fp.get("threads"),
+                threads=fp.get("threads"), statistic=fp.get("statistic", "median"),
             )  # fmt: skip
             result["latency_ms_measured"] = m.ms
             result["latency_ms_measured_std"] = m.std
@@ -247,7 +247,7 @@ def _cmd_lut_build(args: argparse.Namespace) -> int:
     table = build_table(
         args.out, space=cfg.space, height=args.height, width=args.width,
         backend=args.backend, device=args.device, threads=args.threads or None,
-        min_time=args.min_time, progress=True,
+        min_time=args.min_time, statistic=args.statistic, progress=True,
     )  # fmt: skip
     print(f"{args.out}: {len(table.entries)} entries")
     return 0
@@ -571,6 +571,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     build.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     build.add_argument("--threads", type=_nonneg, default=0, help="CPU threads (default: all)")
+    build.add_argument(
+        "--statistic", choices=["median", "min"], default="median",
+        help="keep each kernel's median call, or its fastest (min: on a shared machine)",
+    )  # fmt: skip
     build.add_argument(
         "--min-time", type=float, default=0.2, help="seconds of timing per kernel (0.2)"
     )

@@ -126,8 +126,10 @@ class LatencyConfig:
     """The latency lookup table: where it lives and how its entries are measured.
 
     ``height``/``width`` is the input resolution the table is built for (multiples of 32);
-    ``threads`` 0 keeps torch's current thread count. ``reference_quirks`` reproduces the
-    reference's latency accumulation (method section 3.3) instead of the paper's formula.
+    ``threads`` 0 keeps torch's current thread count. ``statistic`` is the per-kernel figure
+    kept: ``median`` of the timed calls, or ``min`` (their fastest), which estimates the
+    undisturbed latency on a machine shared with other work. ``reference_quirks`` reproduces
+    the reference's latency accumulation (method section 3.3) instead of the paper's formula.
     """
 
     table: str = "runs/lut.json"
@@ -137,6 +139,7 @@ class LatencyConfig:
     device: str = "cpu"
     threads: int = 0
     min_time: float = 0.2
+    statistic: str = "median"
     allow_mismatch: bool = False
     reference_quirks: bool = False
 

@@ -190,9 +190,11 @@ def _measure_all(
     lat = search_cfg.latency
     table = build_table(
         lut, specs=specs, height=h, width=w, backend=lat.backend, device=lat.device,
-        threads=rep.threads or lat.threads or None, min_time=lat.min_time, progress=False,
+        threads=rep.threads or lat.threads or None, min_time=lat.min_time,
+        statistic=lat.statistic, progress=False,
     )  # fmt: skip
     threads = table.fingerprint.get("threads")
+    stat = table.fingerprint.get("statistic", "median")
     for key, geno in genotypes.items():
         if key in cache["models"]:
             continue
@@ -209,18 +211,20 @@ def _measure_all(
         if rep.measure:
             model = create_model(geno, classes).eval()
             entry["latency_ms_measured"] = measure_network(
-                model, h, w, threads=threads, min_time=rep.min_time
+                model, h, w, threads=threads, min_time=rep.min_time, statistic=stat
             ).ms
         cache["models"][key] = entry
         atomic_write_json(cache_path, cache)
         say(f"{key}: {entry['latency_ms_measured'] or entry['latency_ms_predicted']:.2f} ms")
     if rep.peer and "lraspp_mobilenet_v3_large" not in cache["models"]:
-        cache["models"]["lraspp_mobilenet_v3_large"] = _peer(h, w, classes, threads, rep)
+        cache["models"]["lraspp_mobilenet_v3_large"] = _peer(h, w, classes, threads, stat, rep)
         atomic_write_json(cache_path, cache)
     return cache["models"]
 
 
-def _peer(h: int, w: int, classes: int, threads: int | None, rep: Any) -> dict[str, Any]:
+def _peer(
+    h: int, w: int, classes: int, threads: int | None, statistic: str, rep: Any
+) -> dict[str, Any]:
     """torchvision's LR-ASPP MobileNetV3-Large (random weights): params, MACs, latency."""
     import copy
 
@@ -235,7 +239,7 @@ def _peer(h: int, w: int, classes: int, threads: int | None, rep: Any) -> dict[s
             copy.deepcopy(model), inputs=(torch.zeros(1, 3, h, w),), verbose=False
         )
     measured = (
-        measure_network(model, h, w, threads=threads, min_time=rep.min_time).ms
+        measure_network(model, h, w, threads=threads, min_time=rep.min_time, statistic=statistic).ms
         if rep.measure
         else None
     )

@@ -194,6 +194,10 @@ CASES = [
                 _dataset(e, "sizes", lambda r: Image.new("L", (10, 10)).save(
                     _first(r, "*_labelIds.png")))],
      "is 64x128 but its label"),
+    ("sliding window not divisible by 32",
+     lambda e: ["evaluate", str(e / "run" / "last.pt"), "--data", str(e / "data"),
+                "--window", "500", "1000"],
+     "--window/--overlap: window [500, 1000]: give height and width, positive multiples of 32"),
     ("missing checkpoint",
      lambda e: ["evaluate", str(e / "none.pt"), "--data", str(e / "data")],
      "{tmp}/none.pt: checkpoint not found"),

@@ -339,6 +339,28 @@ def test_build_table_resumes_measuring_only_missing(tmp_path, monkeypatch):
         build_table(out, height=H, width=W, threads=2, specs=specs, progress=False)
     with pytest.raises(ConfigError, match="100"):
         build_table(out, height=100, width=W, specs=specs, progress=False)
+    with pytest.raises(LatencyTableError, match="statistic: 'median' vs 'min'"):
+        build_table(out, height=H, width=W, threads=1, statistic="min", specs=specs,
+                    progress=False)  # fmt: skip
+
+
+def test_lut_build_cli_records_the_statistic(tmp_path, monkeypatch):
+    from fasterseg.cli import main
+
+    seen = set()
+
+    def fake_measure(module, inputs, **kwargs):
+        seen.add(kwargs.get("statistic"))
+        return Measurement(1.0, 0.1, 5)
+
+    monkeypatch.setattr(build_mod, "measure_module", fake_measure)
+    cfg = tmp_path / "space.yaml"
+    cfg.write_text("space: {layers: 4, fch: 4}\n")
+    out = tmp_path / "lut.json"
+    argv = ["lut", "build", "--out", str(out), "--height", "64", "--width", "128",
+            "--config", str(cfg), "--threads", "1", "--statistic", "min"]  # fmt: skip
+    assert main(argv) == 0
+    assert seen == {"min"} and LatencyTable.load(out).fingerprint["statistic"] == "min"
 
 
 def test_build_table_measures_real_kernels(tmp_path):

@@ -180,7 +180,7 @@ def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
     return build_table(
         lat.table, space=cfg.space, height=lat.height, width=lat.width, backend=lat.backend,
         device=lat.device, threads=lat.threads or None, min_time=lat.min_time,
-        progress=progress,
+        statistic=lat.statistic, progress=progress,
     )  # fmt: skip
 
 
