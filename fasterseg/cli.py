@@ -124,6 +124,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         result["latency_ms_predicted"] = genotype_latency(
             geno, table, height=args.height, width=args.width, num_classes=args.classes
         )
+        if table.calibration is not None:  # fitted on networks measured end to end
+            result["latency_ms_predicted_calibrated"] = table.calibration.apply(
+                result["latency_ms_predicted"]
+            )
         if args.measure:
             model = create_model(geno, args.classes).eval()
             m = measure_network(
@@ -143,6 +147,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         print(f"  MACs (thop, batch 1):  {result['macs'] / 1e9:.2f} G")
         if "latency_ms_predicted" in result:
             print(f"  latency predicted:     {result['latency_ms_predicted']:.2f} ms")
+        if "latency_ms_predicted_calibrated" in result:
+            print(f"  latency calibrated:    {result['latency_ms_predicted_calibrated']:.2f} ms")
         if "latency_ms_measured" in result:
             print(f"  latency measured:      {result['latency_ms_measured']:.2f} ms")
     return 0

@@ -492,3 +492,24 @@ def test_expected_latency_missing_entry_is_a_key_error(supernet):
             supernet, "student", supernet.sample_widths("student"), LatencyTable(FP),
             height=H, width=W,
         )  # fmt: skip
+
+
+def test_profile_cli_predicts_calibrates_and_measures(tmp_path, monkeypatch, capsys):
+    from fasterseg.cli import main
+
+    geno = load_genotype("fasterseg-student")
+    specs = genotype_kernels(geno, H, W)
+    monkeypatch.setattr(
+        build_mod, "measure_module", lambda module, inputs, **kw: Measurement(0.5, 0.01, 5)
+    )
+    out = tmp_path / "lut.json"
+    table = build_table(out, height=H, width=W, threads=1, specs=specs, progress=False)
+    table.calibration = Calibration(scale=1.5, offset_ms=2.0, fitted_on=30)
+    table.save(out)
+    argv = ["profile", "fasterseg-student", "--lut", str(out), "--height", str(H),
+            "--width", str(W), "--measure", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["latency_ms_predicted"] == pytest.approx(0.5 * len(specs))
+    assert result["latency_ms_predicted_calibrated"] == pytest.approx(1.5 * 0.5 * len(specs) + 2)
+    assert result["latency_ms_measured"] > 0
