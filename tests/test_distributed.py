@@ -104,14 +104,13 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _update_mismatch(one: dict, other: dict, init: dict) -> float:
-    """The worst, over weight tensors, of |w_other - w_one| / |w_one - w_init| (L2 norms)."""
-    worst = 0.0
-    for key, w in one.items():
-        if not w.is_floating_point() or "running" in key:
-            continue
-        worst = max(worst, float((other[key] - w).norm() / (w - init[key]).norm()))
-    return worst
+def _update_mismatch(one: dict, other: dict, init: dict) -> tuple[float, float]:
+    """|w_other - w_one| / |w_one - w_init| (L2) over all weights, and the worst tensor's."""
+    keys = [k for k, w in one.items() if w.is_floating_point() and "running" not in k]
+    diff = torch.cat([(other[k] - one[k]).flatten() for k in keys]).norm()
+    update = torch.cat([(one[k] - init[k]).flatten() for k in keys]).norm()
+    worst = max(float((other[k] - one[k]).norm() / (one[k] - init[k]).norm()) for k in keys)
+    return float(diff / update), worst
 
 
 def test_training_on_two_processes_matches_one_process(data: Path, tmp_path: Path) -> None:
@@ -137,13 +136,19 @@ def test_training_on_two_processes_matches_one_process(data: Path, tmp_path: Pat
     )
     assert one["model"].keys() == two["model"].keys()
     losses = [[e["loss"] for e in run["history"]] for run in (one, two, unsynced)]
-    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
-    # The weights agree to float rounding, except where rounding flips a ReLU whose input is
-    # within ~1e-6 of zero: such a pixel changes a gradient by up to a few per cent, so the
-    # two runs' updates are compared (1e-3 measured). Batch statistics taken per process
-    # instead of over the global batch move the weights as much as training itself does.
-    assert _update_mismatch(one["model"], two["model"], init) < 2e-2
-    assert _update_mismatch(one["model"], unsynced["model"], init) > 0.3
+    # The first steps agree to float rounding. Later, rounding (which differs with the
+    # process and thread counts) can flip a ReLU whose input is within ~1e-6 of zero; such a
+    # pixel changes a gradient by up to a few per cent. So the losses are compared to 2e-4
+    # (1.3e-5 measured) and the weights through their updates: measured 3.4 % of the update
+    # over all weights, 5.2 % for the worst tensor (0.2 % when the single process uses one
+    # thread). Batch statistics per process instead of over the global batch move the
+    # losses by 0.4-1 % and the weights as much as training itself does (96 %, 146 %).
+    assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-5)
+    assert losses[1] == pytest.approx(losses[0], rel=2e-4)
+    overall, worst = _update_mismatch(one["model"], two["model"], init)
+    assert overall < 0.1 and worst < 0.2
+    overall, worst = _update_mismatch(one["model"], unsynced["model"], init)
+    assert overall > 0.5 and worst > 1.0
     assert losses[2][-1] != pytest.approx(losses[0][-1], rel=1e-3)
     vals = [run["history"][-1]["val"] for run in (one, two)]
     assert vals[0]["images"] == vals[1]["images"] == 3
