@@ -24,7 +24,7 @@ from fasterseg.models import Network
 from fasterseg.space import SuperNet
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE / "dist"))
+sys.path.insert(0, str(HERE / "multiproc"))
 from collectives import batch  # noqa: E402
 
 sys.path.insert(0, str(HERE))
@@ -59,7 +59,7 @@ def test_one_process_helpers_are_no_ops() -> None:
 
 def test_synced_batch_norm_and_ohem_over_two_processes_match_one(tmp_path: Path) -> None:
     out = tmp_path / "result.pt"
-    torchrun(str(HERE / "dist" / "collectives.py"), str(out))
+    torchrun(str(HERE / "multiproc" / "collectives.py"), str(out))
     got = torch.load(out, weights_only=True)
     b = batch()
 
@@ -172,7 +172,7 @@ def test_search_on_two_processes_matches_one_process(tmp_path: Path) -> None:
     cfg = load_config(tmp_path / "cfg.yaml")
     search(cfg, tmp_path / "one", fake_table(cfg.space), progress=False)
     torchrun(
-        str(HERE / "dist" / "search_run.py"), str(tmp_path / "cfg.yaml"), str(tmp_path / "two")
+        str(HERE / "multiproc" / "search_run.py"), str(tmp_path / "cfg.yaml"), str(tmp_path / "two")
     )
 
     one, two = (load_checkpoint(tmp_path / n / "checkpoint.pt") for n in ("one", "two"))
