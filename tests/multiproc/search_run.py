@@ -6,10 +6,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from test_search import fake_table  # noqa: E402
+from test_search import fake_table
 
-from fasterseg.config import load_config  # noqa: E402
-from fasterseg.engine.search import search  # noqa: E402
+from fasterseg.config import load_config
+from fasterseg.engine.search import search
 
 if __name__ == "__main__":
     cfg = load_config(sys.argv[1])
