@@ -188,12 +188,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from .engine.common import resolve_device
     from .engine.train import teacher_from_checkpoint, train
     from .models import load_genotype
 
     cfg = _train_config(args)
-    teacher = teacher_from_checkpoint(args.teacher, cfg, device=resolve_device(cfg.train.device))
+    # On the CPU: under torchrun every process would otherwise load its copy onto the first
+    # GPU before it knows its own; train() moves the teacher to the process's device.
+    teacher = teacher_from_checkpoint(args.teacher, cfg, device="cpu")
     metrics = train(cfg, load_genotype(args.arch), args.out, teacher=teacher)
     _print_training_result(metrics, args.out)
     return 0

@@ -74,7 +74,7 @@ def launch(device: torch.device) -> Iterator[Launch]:
     becomes ``cuda:LOCAL_RANK``. A group initialised here is destroyed on exit; one that the
     caller already initialised is left alone.
     """
-    if _env_world_size() <= 1 or (dist.is_available() and dist.is_initialized()):
+    if _env_world_size() <= 1:
         yield Launch(device, owns_group=False)
         return
     if not dist.is_available():
@@ -82,6 +82,10 @@ def launch(device: torch.device) -> Iterator[Launch]:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+    if dist.is_initialized():
+        yield Launch(device, owns_group=False)
+        return
+    if device.type == "cuda":
         backend = "nccl"
     else:
         backend = "gloo"
@@ -189,7 +193,8 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
     eval mode it is exactly ``nn.BatchNorm2d``. Works on any device whose backend implements
     all-reduce (gloo on CPU, nccl on CUDA). Mean and variance are computed in two passes (as
     ``F.batch_norm`` does) so the result matches one process to float rounding; gradients flow
-    through the differentiable all-reduce.
+    through the differentiable all-reduce. (Eval mode without running statistics normalises
+    by the local batch, as in one process.)
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -219,22 +224,30 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         return y.to(x.dtype)
 
 
-def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.BatchNorm2d`` in ``module`` by a :class:`SyncBatchNorm2d` holding the
-    same parameters and buffers (in place for children; returns the possibly new root)."""
+def convert_sync_batchnorm(
+    module: nn.Module, _done: dict[int, nn.Module] | None = None
+) -> nn.Module:
+    """Replace every ``nn.BatchNorm2d`` in ``module`` by a :class:`SyncBatchNorm2d` that holds
+    the very same parameter and buffer tensors (so device, dtype and ``requires_grad`` are
+    kept, and a module used in two places stays one). In place for children; returns the
+    possibly new root. Hooks registered on a replaced module are not carried over."""
+    done: dict[int, nn.Module] = {} if _done is None else _done
+    if id(module) in done:
+        return done[id(module)]
     if type(module) is nn.BatchNorm2d:
         new = SyncBatchNorm2d(
             module.num_features, module.eps, module.momentum, module.affine,
-            module.track_running_stats,
+            module.track_running_stats, device="meta",
         )  # fmt: skip
-        state = module.state_dict()
-        new.load_state_dict(state)
-        if state:
-            new.to(next(iter(state.values())).device)
+        new._parameters = dict(module._parameters)
+        new._buffers = dict(module._buffers)
         new.train(module.training)
+        done[id(module)] = new
         return new
-    for name, child in module.named_children():
-        setattr(module, name, convert_sync_batchnorm(child))
+    for name, child in list(module._modules.items()):  # named_children() skips repeats
+        if child is not None:
+            setattr(module, name, convert_sync_batchnorm(child, done))
+    done[id(module)] = module
     return module
 
 

@@ -24,7 +24,8 @@ def ohem_cross_entropy(
     logits (N, C, H, W), target (N, H, W) int64. The softmax probability of the true class is
     taken per labelled pixel; the threshold is ``max(thresh, the min_kept-th smallest
     probability)``, and the mean cross-entropy is taken over pixels at or below it. With
-    fewer than ``min_kept`` labelled pixels every labelled pixel is kept. Logits at a coarser
+    fewer than ``min_kept`` labelled pixels every labelled pixel is kept; with ``min_kept`` 0
+    and no pixel at or below ``thresh`` the loss is 0. Logits at a coarser
     resolution than the target are not resized: pass labels at the logits' size.
 
     ``synced`` (under torchrun): the batch is the union of every process's share. Counts, the
@@ -61,6 +62,8 @@ def ohem_cross_entropy(
                 everyone = dist.all_gather_cat(p_valid) if sync else p_valid
                 threshold = max(threshold, torch.kthvalue(everyone, k).values.item())
             kept = valid & (p_true <= threshold)
+        if min_kept == 0 and total(kept.sum()) == 0:  # no hard pixel anywhere
+            return logits.sum() * 0.0
         keep_target = torch.where(kept, target, torch.full_like(target, ignore_index))
     if not sync:
         return F.cross_entropy(logits, keep_target, ignore_index=ignore_index)

@@ -55,6 +55,12 @@ def test_one_process_helpers_are_no_ops() -> None:
     assert type(sync) is fd.SyncBatchNorm2d and sync.state_dict().keys() == bn.state_dict().keys()
     x = torch.randn(2, 3, 4, 4)
     torch.testing.assert_close(sync(x), nn.BatchNorm2d(3)(x))
+    # the same tensors: dtype, requires_grad and a module used twice survive the conversion
+    shared = nn.BatchNorm2d(3).double().requires_grad_(False)
+    net = fd.convert_sync_batchnorm(nn.Sequential(shared, nn.ReLU(), shared))
+    assert type(net[2]) is fd.SyncBatchNorm2d and net[0] is net[2]
+    assert net[0].weight is shared.weight and net[0].running_var is shared.running_var
+    assert net[0].weight.dtype == torch.float64 and not net[0].weight.requires_grad
 
 
 def test_synced_batch_norm_and_ohem_over_two_processes_match_one(tmp_path: Path) -> None:

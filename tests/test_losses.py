@@ -62,3 +62,13 @@ def test_distillation_reference_default_is_kldivloss_mean():
     assert torch.isclose(distillation_loss(s, t, reduction="pixelmean"), ref * 4)
     with pytest.raises(ValueError, match="reduction"):
         distillation_loss(s, t, reduction="sum")
+
+
+def test_ohem_without_hard_pixels_is_zero_not_nan():
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[:, 0] = 10.0  # every pixel confident and right: p_true > thresh
+    logits.requires_grad_()
+    loss = ohem_cross_entropy(logits, target, thresh=0.7, min_kept=0)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))

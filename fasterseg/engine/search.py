@@ -338,6 +338,10 @@ def _search(
                 w_loss = _weight_step(net, w_opt, weights, image, mask, pretrain, cfg, rt, where)
                 sums["loss_weight"] = sums.get("loss_weight", 0.0) + w_loss
                 bar.set_postfix(loss=f"{w_loss:.3f}")
+            # Without sync_bn each process's running statistics drift apart: evaluate and
+            # save one network, rank 0's (no-op in one process or with synced statistics).
+            if not s.sync_bn:
+                dist.broadcast_buffers(net)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "phase": "pretrain" if pretrain else "search",
