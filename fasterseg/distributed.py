@@ -15,7 +15,6 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -49,14 +48,6 @@ def is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-@dataclass(frozen=True)
-class Launch:
-    """What :func:`launch` set up: the device this process uses and whether it owns the group."""
-
-    device: torch.device
-    owns_group: bool
-
-
 def _env_world_size() -> int:
     raw = os.environ.get("WORLD_SIZE", "1")
     try:
@@ -66,8 +57,9 @@ def _env_world_size() -> int:
 
 
 @contextmanager
-def launch(device: torch.device) -> Iterator[Launch]:
-    """Join the process group that ``torchrun`` describes in the environment, if any.
+def launch(device: torch.device) -> Iterator[torch.device]:
+    """Join the process group that ``torchrun`` describes in the environment, if any, and
+    yield the device this process uses.
 
     Without ``WORLD_SIZE`` > 1 (a plain single-process run) nothing happens. Otherwise the
     group is initialised with gloo for CPU devices and nccl for CUDA devices, and a CUDA device
@@ -75,7 +67,7 @@ def launch(device: torch.device) -> Iterator[Launch]:
     caller already initialised is left alone.
     """
     if _env_world_size() <= 1:
-        yield Launch(device, owns_group=False)
+        yield device
         return
     if not dist.is_available():
         raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
@@ -83,16 +75,13 @@ def launch(device: torch.device) -> Iterator[Launch]:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if dist.is_initialized():
-        yield Launch(device, owns_group=False)
+        yield device
         return
-    if device.type == "cuda":
-        backend = "nccl"
-    else:
-        backend = "gloo"
+    backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
     log.info("rank %d/%d on %s (%s)", dist.get_rank(), dist.get_world_size(), device, backend)
     try:
-        yield Launch(device, owns_group=True)
+        yield device
     finally:
         dist.destroy_process_group()
 
@@ -252,7 +241,6 @@ def convert_sync_batchnorm(
 
 
 __all__ = [
-    "Launch",
     "SyncBatchNorm2d",
     "all_gather_cat",
     "all_reduce_sum",

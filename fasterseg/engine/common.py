@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from ..distributed import is_main
+from ..distributed import is_main, world_size
 from ..errors import ConfigError
 
 T = TypeVar("T")
@@ -76,6 +76,25 @@ def endless_batches(make_loader: Callable[[int], Iterable[T]]) -> Iterator[T]:
         if empty:
             raise ConfigError("the training loader produced no batch (batch larger than dataset?)")
         passes += 1
+
+
+def check_global_batch(key: str, size: int) -> None:
+    """Raise ConfigError unless the global batch ``key`` splits evenly over the processes."""
+    world = world_size()
+    if size % world:
+        raise ConfigError(
+            f"{key} {size} is the global batch and must split evenly over the {world} processes"
+        )
+
+
+def to_device(
+    image: Tensor, mask: Tensor, device: torch.device, channels_last: bool
+) -> tuple[Tensor, Tensor]:
+    """A training batch on ``device``, the image in NHWC memory with ``channels_last``."""
+    image = image.to(device, non_blocking=True)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    return image, mask.to(device, non_blocking=True)
 
 
 def check_crop(key: str, crop: Iterable[int]) -> None:

@@ -49,12 +49,14 @@ from ..space.supernet import check_space
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .common import (
     check_crop,
+    check_global_batch,
     endless_batches,
     kaiming_init,
     progress_disabled,
     resolve_device,
     seed_everything,
     summary_writer,
+    to_device,
 )
 from .train import DivergedError
 
@@ -97,10 +99,7 @@ class _Runtime:
 
     def batch(self, loader: Iterator[Any]) -> tuple[Tensor, Tensor]:
         image, mask = next(loader)
-        image = image.to(self.device, non_blocking=True)
-        if self.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
-        return image, mask.to(self.device, non_blocking=True)
+        return to_device(image, mask, self.device, self.channels_last)
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(device_type=self.device.type, enabled=self.amp)
@@ -202,7 +201,7 @@ def search(
         raise ConfigError(f"search.epochs must be at least 1, got {s.epochs}")
     check_crop("search.crop", s.crop)
     check_crop("search.pretrain_crop", s.pretrain_crop)
-    with dist.launch(resolve_device(s.device)) as run:
+    with dist.launch(resolve_device(s.device)) as device:
         if table is None:
             if dist.is_main():
                 table = search_table(cfg, progress=progress is not False)
@@ -210,7 +209,7 @@ def search(
             if not dist.is_main():
                 table = search_table(cfg, progress=False)
         assert table is not None
-        return _search(cfg, Path(out_dir), table, run.device, progress)
+        return _search(cfg, Path(out_dir), table, device, progress)
 
 
 def _search(
@@ -223,14 +222,9 @@ def _search(
     s, d = cfg.search, cfg.data
     main = dist.is_main()
     world = dist.world_size()
-    batches = [("search.batch_size", s.batch_size)]
+    check_global_batch("search.batch_size", s.batch_size)
     if s.pretrain_epochs > 0:
-        batches.append(("search.pretrain_batch_size", s.pretrain_batch_size))
-    for key, size in batches:
-        if size % world:
-            raise ConfigError(
-                f"{key} {size} is the global batch and must split evenly over the {world} processes"
-            )
+        check_global_batch("search.pretrain_batch_size", s.pretrain_batch_size)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")

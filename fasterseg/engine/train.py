@@ -34,12 +34,14 @@ from ..nn.ops import OPS
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .common import (
     check_crop,
+    check_global_batch,
     endless_batches,
     kaiming_init,
     progress_disabled,
     resolve_device,
     seed_everything,
     summary_writer,
+    to_device,
 )
 from .evaluate import evaluate
 
@@ -91,8 +93,8 @@ def train(
     ``data.batch_size``, validation is shared out, and only rank 0 writes files.
     """
     check_crop("data.crop", cfg.data.crop)
-    with dist.launch(resolve_device(cfg.train.device)) as run:
-        return _train(cfg, genotype, Path(out_dir), run.device, teacher, progress)
+    with dist.launch(resolve_device(cfg.train.device)) as device:
+        return _train(cfg, genotype, Path(out_dir), device, teacher, progress)
 
 
 def _train(
@@ -109,11 +111,7 @@ def _train(
         save_config(cfg, out / "config.yaml")
     d, t = cfg.data, cfg.train
     world = dist.world_size()
-    if d.batch_size % world:
-        raise ConfigError(
-            f"data.batch_size {d.batch_size} is the global batch and must split evenly over "
-            f"the {world} processes"
-        )
+    check_global_batch("data.batch_size", d.batch_size)
 
     train_set = build_dataset(
         d.dataset, d.root, d.train_split,
@@ -207,10 +205,7 @@ def _train(
                 leave=False,
             )
             for step, (image, mask) in enumerate(bar):
-                image = image.to(device, non_blocking=True)
-                mask = mask.to(device, non_blocking=True)
-                if t.channels_last:
-                    image = image.contiguous(memory_format=torch.channels_last)
+                image, mask = to_device(image, mask, device, t.channels_last)
                 with torch.autocast(device_type=device.type, enabled=use_amp):
                     outputs = net(image)
                     loss = _segmentation_loss(cfg, outputs, mask, synced=world > 1)
