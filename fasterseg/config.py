@@ -86,6 +86,8 @@ class TrainConfig:
     ``amp`` applies on CUDA only. ``grad_clip`` 0 disables clipping. Under torchrun
     ``data.batch_size`` is the global batch (split evenly over the processes) and ``sync_bn``
     takes batch-norm statistics over the global batch, so N processes train as one would.
+    ``dtype`` ``float64`` runs weights, activations and losses in double precision (slow; for
+    checks that must not depend on float32 rounding).
     """
 
     epochs: int = 600
@@ -106,6 +108,7 @@ class TrainConfig:
     channels_last: bool = False
     sync_bn: bool = True
     device: str = "auto"
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ class SearchConfig:
     documented quirks of the reference (method section 10) when true. Under torchrun the
     batch sizes are global and ``sync_bn`` keeps batch-norm statistics global. ``amp``
     (CUDA only) runs forward passes in float16 autocast with loss scaling; ``channels_last``
-    stores weights and inputs in NHWC.
+    stores weights and inputs in NHWC; ``dtype`` as in TrainConfig.
     """
 
     pretrain_epochs: int = 20
@@ -191,6 +194,7 @@ class SearchConfig:
     sync_bn: bool = True
     amp: bool = False
     channels_last: bool = False
+    dtype: str = "float32"
     reference_pretrain_teacher_only: bool = True
     reference_teacher_pair_from_student: bool = True
     reference_decode: bool = True

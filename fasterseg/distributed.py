@@ -98,7 +98,8 @@ def all_reduce_sum(t: Tensor) -> Tensor:
 
 def global_mean(value: Tensor) -> Tensor:
     """The mean of a per-process scalar over processes (for logging and NaN checks)."""
-    return all_reduce_sum(value.detach().float()) / world_size()
+    v = value.detach()
+    return all_reduce_sum(v if v.dtype == torch.float64 else v.float()) / world_size()
 
 
 def all_gather_cat(t: Tensor) -> Tensor:
@@ -191,8 +192,9 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         if x.dim() != 4:
             raise ValueError(f"expected a 4-D input (N, C, H, W), got {tuple(x.shape)}")
-        xf = x.float()
-        count = all_reduce_sum(torch.tensor(float(x.numel() // x.shape[1]), device=x.device))
+        xf = x if x.dtype == torch.float64 else x.float()  # statistics in at least float32
+        n = float(x.numel() // x.shape[1])
+        count = all_reduce_sum(torch.tensor(n, device=x.device, dtype=xf.dtype))
         mean = _sum_over_processes(xf.sum(dim=(0, 2, 3))) / count
         centred = xf - mean[None, :, None, None]
         var = _sum_over_processes((centred * centred).sum(dim=(0, 2, 3))) / count

@@ -17,3 +17,7 @@ class DataError(UserError, ValueError):
 
 class GenotypeError(UserError, ValueError):
     """An architecture (genotype) file or object that fails validation."""
+
+
+class DivergedError(UserError, RuntimeError):
+    """A training or search loss became NaN or infinite; the last good checkpoint is kept."""

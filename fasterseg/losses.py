@@ -24,8 +24,9 @@ def ohem_cross_entropy(
     logits (N, C, H, W), target (N, H, W) int64. The softmax probability of the true class is
     taken per labelled pixel; the threshold is ``max(thresh, the min_kept-th smallest
     probability)``, and the mean cross-entropy is taken over pixels at or below it. With
-    fewer than ``min_kept`` labelled pixels every labelled pixel is kept; with ``min_kept`` 0
-    and no pixel at or below ``thresh`` the loss is 0. Logits at a coarser
+    fewer than ``min_kept`` labelled pixels every labelled pixel is kept, and ``min_kept`` 0
+    mines nothing (plain cross-entropy over labelled pixels), as in the reference's
+    ``ProbOhemCrossEntropy2d``. Logits at a coarser
     resolution than the target are not resized: pass labels at the logits' size.
 
     ``synced`` (under torchrun): the batch is the union of every process's share. Counts, the
@@ -48,22 +49,19 @@ def ohem_cross_entropy(
     if num_valid == 0:
         return logits.sum() * 0.0
     keep_target = target
-    if num_valid >= min_kept:
+    if 0 < min_kept <= num_valid:
         with torch.no_grad():
-            prob = F.softmax(logits.float(), dim=1)
+            prob = F.softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=1)
             safe = torch.where(valid, target, torch.zeros_like(target))
             p_true = prob.gather(1, safe.unsqueeze(1)).squeeze(1)
             threshold = thresh
-            k = min(num_valid, min_kept)
-            # The k-th smallest probability matters only when fewer than k pixels fall at or
-            # below ``thresh``; only then are the probabilities gathered across processes.
-            if k > 0 and total((p_true[valid] <= thresh).sum()) < k:
+            # The min_kept-th smallest probability matters only when fewer than min_kept
+            # pixels fall at or below ``thresh``; only then are they gathered across processes.
+            if total((p_true[valid] <= thresh).sum()) < min_kept:
                 p_valid = p_true[valid]
                 everyone = dist.all_gather_cat(p_valid) if sync else p_valid
-                threshold = max(threshold, torch.kthvalue(everyone, k).values.item())
+                threshold = max(threshold, torch.kthvalue(everyone, min_kept).values.item())
             kept = valid & (p_true <= threshold)
-        if min_kept == 0 and total(kept.sum()) == 0:  # no hard pixel anywhere
-            return logits.sum() * 0.0
         keep_target = torch.where(kept, target, torch.full_like(target, ignore_index))
     if not sync:
         return F.cross_entropy(logits, keep_target, ignore_index=ignore_index)

@@ -1,5 +1,7 @@
 """OHEM cross-entropy and the distillation loss."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -64,11 +66,16 @@ def test_distillation_reference_default_is_kldivloss_mean():
         distillation_loss(s, t, reduction="sum")
 
 
-def test_ohem_without_hard_pixels_is_zero_not_nan():
-    target = torch.zeros(1, 2, 2, dtype=torch.long)
+def test_ohem_with_min_kept_0_mines_nothing_as_the_reference():
+    # The reference's ProbOhemCrossEntropy2d mines only when min_kept > 0: with 0 every
+    # labelled pixel counts, the confident ones too (mining at 0.7 would keep none here).
+    target = torch.tensor([[[0, 1], [255, 0]]])
     logits = torch.zeros(1, 3, 2, 2)
-    logits[:, 0] = 10.0  # every pixel confident and right: p_true > thresh
-    logits.requires_grad_()
+    logits[:, 0] = 10.0
+    logits[0, 1, 0, 1] = 12.0  # pixel (0, 1) confident and right, like the two class-0 pixels
     loss = ohem_cross_entropy(logits, target, thresh=0.7, min_kept=0)
-    loss.backward()
-    assert loss.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
+    # by hand: p_true is 1 / (1 + 2 e^-10) at the class-0 pixels, 1 / (1 + e^-12 + e^-2) at (0, 1)
+    ce = [math.log(1 + 2 * math.exp(-10)), math.log(1 + math.exp(-12) + math.exp(-2))]
+    expected = (2 * ce[0] + ce[1]) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert loss.item() > 0

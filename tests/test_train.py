@@ -17,12 +17,11 @@ from fasterseg.engine.checkpoint import CheckpointError, load_checkpoint
 from fasterseg.engine.common import kaiming_init, seed_everything
 from fasterseg.engine.evaluate import evaluate
 from fasterseg.engine.train import (
-    DivergedError,
     load_trained_model,
     teacher_from_checkpoint,
     train,
 )
-from fasterseg.errors import ConfigError
+from fasterseg.errors import ConfigError, DivergedError
 from fasterseg.genotype import Branch, Genotype
 from fasterseg.models import Network
 
@@ -166,10 +165,10 @@ def test_evaluate_cli_any_size_and_predictions(data, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"miou", "pixel_accuracy", "per_class_iou", "images"}
     assert result["images"] == 2
-    label = np.asarray(Image.open(preds / "c_000000_000001_labelIds.png"))
+    label = np.asarray(Image.open(preds / "labelIds" / "c_000000_000001_labelIds.png"))
     assert label.shape == (37, 101)
     assert set(np.unique(label)) <= set(range(7, 34))
-    assert (preds / "c_000000_000000_color.png").is_file()
+    assert (preds / "color" / "c_000000_000000_color.png").is_file()
     # The score command reads the same predictions and agrees.
     assert main(["score", str(preds), "--gt", str(odd), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["miou"] == pytest.approx(result["miou"])
@@ -178,7 +177,8 @@ def test_evaluate_cli_any_size_and_predictions(data, tmp_path, capsys):
     argv = [*argv[:-6], "--window", "32", "64", "--save-predictions", str(tiled)]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 2
-    assert np.asarray(Image.open(tiled / "c_000000_000001_labelIds.png")).shape == (37, 101)
+    tiled_label = Image.open(tiled / "labelIds" / "c_000000_000001_labelIds.png")
+    assert np.asarray(tiled_label).shape == (37, 101)
     assert main([*argv, "--window", "30", "64"]) == 2
     assert "--window/--overlap: window [30, 64]" in capsys.readouterr().err
 

@@ -23,20 +23,19 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
 from .. import distributed as dist
-from ..config import Config, config_to_dict, save_config
-from ..data.datasets import SegmentationFolder, build_dataset
-from ..data.transforms import build_loader, eval_transforms, train_transforms
+from ..config import Config, config_to_dict
+from ..data.datasets import SegmentationFolder
+from ..data.transforms import build_loader
 from ..decode import DecodeOptions
 from ..errors import ConfigError
 from ..genotype import Genotype
@@ -44,21 +43,25 @@ from ..io import atomic_write_json
 from ..latency import LatencyTable, build_table, genotype_latency, latency_loss
 from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
+from ..progress import progress_bar
 from ..space import HEAD_NAMES, Role, SuperNet, WidthMode
 from ..space.supernet import check_space
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .common import (
-    check_crop,
-    check_global_batch,
-    endless_batches,
-    kaiming_init,
-    progress_disabled,
-    resolve_device,
-    seed_everything,
-    summary_writer,
-    to_device,
+from .checkpoint import CheckpointError, save_checkpoint
+from .common import check_crop, check_global_batch, endless_batches, resolve_device
+from .run import (
+    Runtime,
+    checked_loss,
+    epochs,
+    init_model,
+    loss_precision,
+    resolve_dtype,
+    resume_state,
+    run_writer,
+    set_lr,
+    start_run,
+    train_dataset,
+    val_dataset,
 )
-from .train import DivergedError
 
 log = logging.getLogger(__name__)
 
@@ -86,31 +89,12 @@ def split_indices(n: int, portion: float, seed: int) -> tuple[list[int], list[in
     return perm[:k], perm[k:]
 
 
-@dataclass(frozen=True)
-class _Runtime:
-    """How this process runs the steps: device, collectives, precision and memory layout."""
-
-    device: torch.device
-    synced: bool
-    amp: bool
-    channels_last: bool
-    arch_scaler: torch.amp.GradScaler
-    weight_scaler: torch.amp.GradScaler
-
-    def batch(self, loader: Iterator[Any]) -> tuple[Tensor, Tensor]:
-        image, mask = next(loader)
-        return to_device(image, mask, self.device, self.channels_last)
-
-    def autocast(self) -> torch.autocast:
-        return torch.autocast(device_type=self.device.type, enabled=self.amp)
-
-
 def _seg_loss(outs: Sequence[Tensor], mask: Tensor, thresh: float, synced: bool) -> Tensor:
     """OHEM cross-entropy summed over the five heads (labels at the heads' resolution)."""
     min_kept = mask.numel() * (dist.world_size() if synced else 1) // 16  # of the global batch
     total = torch.zeros((), device=mask.device)
     for o in outs:
-        o = o.float()
+        o = loss_precision(o)
         if o.shape[-2:] != mask.shape[-2:]:
             o = F.interpolate(o, size=mask.shape[-2:], mode="bilinear", align_corners=True)
         total = total + ohem_cross_entropy(o, mask, thresh=thresh, min_kept=min_kept, synced=synced)
@@ -143,7 +127,7 @@ def evaluate_heads(
     widths = net.sample_widths(role, WidthMode.ARGMAX)
     for i in dist.shard(n):
         image, mask = dataset[i]
-        x = image.unsqueeze(0).to(device)
+        x = image.unsqueeze(0).to(device, dtype=next(net.parameters()).dtype)
         h, w = x.shape[-2:]
         ph, pw = (-h) % 32, (-w) % 32
         outs = net(F.pad(x, (0, pw, 0, ph)), role, widths)
@@ -220,45 +204,20 @@ def _search(
     progress: bool | None,
 ) -> dict[str, Any]:
     s, d = cfg.search, cfg.data
-    main = dist.is_main()
-    world = dist.world_size()
     check_global_batch("search.batch_size", s.batch_size)
     if s.pretrain_epochs > 0:
         check_global_batch("search.pretrain_batch_size", s.pretrain_batch_size)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
+    start_run(cfg, out)
     lat_hw = (cfg.latency.height, cfg.latency.width)
-
-    def train_set(crop: tuple[int, int]) -> SegmentationFolder:
-        tf = train_transforms(crop, d.scales, d.flip, d.downsample, d.label_stride)
-        return build_dataset(d.dataset, d.root, d.train_split, tf, skip_corrupt=d.skip_corrupt)
-
-    pre_set, search_set = train_set(s.pretrain_crop), train_set(s.crop)
-    val_set = build_dataset(
-        d.dataset, d.root, d.val_split, eval_transforms(d.downsample), skip_corrupt=d.skip_corrupt
-    )
-    if cfg.space.num_classes != val_set.num_classes:
-        raise ConfigError(
-            f"space.num_classes is {cfg.space.num_classes} but dataset {d.dataset!r} has "
-            f"{val_set.num_classes} classes"
-        )
+    pre_set, search_set = train_dataset(d, s.pretrain_crop), train_dataset(d, s.crop)
+    val_set = val_dataset(cfg)
     weight_idx, arch_idx = split_indices(len(search_set), s.train_portion, s.seed)
-
-    seed_everything(s.seed)
-    net = SuperNet(cfg.space)
-    kaiming_init(net)
-    if world > 1 and s.sync_bn:
-        dist.convert_sync_batchnorm(net)
-    net.to(device)
-    if s.channels_last:
-        net.to(memory_format=torch.channels_last)
-    use_amp = s.amp and device.type == "cuda"
-    rt = _Runtime(
-        device=device, synced=world > 1, amp=use_amp, channels_last=s.channels_last,
-        arch_scaler=torch.amp.GradScaler(device.type, enabled=use_amp),
-        weight_scaler=torch.amp.GradScaler(device.type, enabled=use_amp),
+    rt = Runtime.create(
+        device, sync_bn=s.sync_bn, amp=s.amp, channels_last=s.channels_last,
+        dtype=resolve_dtype("search.dtype", s.dtype),
     )  # fmt: skip
+    net = init_model(lambda: SuperNet(cfg.space), s.seed, rt)
+    scalers = {"arch": rt.scaler(), "weight": rt.scaler()}
     weights = net.weight_parameters()
     w_opt = torch.optim.SGD(weights, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     a_opts = {
@@ -275,8 +234,8 @@ def _search(
     best: dict[str, Any] | None = None
     start = 0
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
+    state = resume_state(ckpt_path, device)
+    if state is not None:
         if state.get("space") != config_to_dict(cfg.space):
             raise CheckpointError(
                 f"{ckpt_path}: was searched with another space; use a new --out folder"
@@ -286,50 +245,47 @@ def _search(
         for r in Role:
             a_opts[r].load_state_dict(state["arch_optimizers"][r.value])
         lam, history, best, start = state["lambda"], state["history"], state["best"], state["epoch"]
-        scalers = state.get("scalers", {})
-        for name, scaler in (("arch", rt.arch_scaler), ("weight", rt.weight_scaler)):
-            if name in scalers:
-                scaler.load_state_dict(scalers[name])
+        for name, saved in state.get("scalers", {}).items():
+            scalers[name].load_state_dict(saved)
         log.info("resuming search in %s after epoch %d", out, start)
 
     total_epochs = s.pretrain_epochs + s.epochs
-    writer = summary_writer(out / "tb") if main else None
-    try:
-        for epoch in range(start, total_epochs):
+    with run_writer(out) as writer:
+        for epoch in epochs(start, total_epochs, s.seed):
             pretrain = epoch < s.pretrain_epochs
             phase_epoch = epoch if pretrain else epoch - s.pretrain_epochs
             lr = (s.pretrain_lr if pretrain else s.lr) * s.lr_gamma**phase_epoch
-            for g in w_opt.param_groups:
-                g["lr"] = lr
-            seed_everything(s.seed + 7919 * (epoch + 1))
+            set_lr(w_opt, lr)
             batch = s.pretrain_batch_size if pretrain else s.batch_size
             iters = s.iters_per_epoch or max(len(weight_idx) // batch, 400)
             dataset = pre_set if pretrain else search_set
-            w_loader = _cycle(dataset, weight_idx, batch, s.seed + epoch, d.workers, world)
+            w_loader = _cycle(dataset, weight_idx, batch, s.seed + epoch, d.workers, rt.world)
             a_loader = (
                 None
                 if pretrain
-                else _cycle(dataset, arch_idx, batch, s.seed + 10**6 + epoch, d.workers, world)
+                else _cycle(dataset, arch_idx, batch, s.seed + 10**6 + epoch, d.workers, rt.world)
             )
             tic = time.perf_counter()
             sums: dict[str, float] = {}
-            bar = tqdm(
+            bar = progress_bar(
                 range(iters),
                 desc=f"{'pretrain' if pretrain else 'search'} epoch {epoch + 1}/{total_epochs}",
-                unit="it",
-                leave=False,
-                disable=progress_disabled(progress),
+                enabled=progress,
             )
             net.train()
             for step in bar:
                 where = f"epoch {epoch + 1}, step {step + 1}"
                 if a_loader is not None:
-                    image, mask = rt.batch(a_loader)
-                    parts = _arch_step(net, a_opts, image, mask, table, lam, lat_hw, cfg, rt, where)
+                    image, mask = rt.batch(*next(a_loader))
+                    parts = _arch_step(
+                        net, a_opts, scalers["arch"], image, mask, table, lam, cfg, rt, where
+                    )
                     for k, v in parts.items():
                         sums[k] = sums.get(k, 0.0) + v
-                image, mask = rt.batch(w_loader)
-                w_loss = _weight_step(net, w_opt, weights, image, mask, pretrain, cfg, rt, where)
+                image, mask = rt.batch(*next(w_loader))
+                w_loss = _weight_step(
+                    net, w_opt, scalers["weight"], image, mask, pretrain, cfg, rt, where
+                )
                 sums["loss_weight"] = sums.get("loss_weight", 0.0) + w_loss
                 bar.set_postfix(loss=f"{w_loss:.3f}")
             # Without sync_bn each process's running statistics drift apart: evaluate and
@@ -349,12 +305,12 @@ def _search(
                 obj = row["student"]["objective"]
                 if best is None or obj > best["objective"]:
                     best = {"epoch": epoch + 1, "objective": obj}
-                    if main:
+                    if rt.main:
                         _write_arch(out, row, "")
-                if main:
+                if rt.main:
                     _write_arch(out, row, "_last")
             history.append(row)
-            if not main:
+            if not rt.main:
                 continue
             _log(writer, row)
             atomic_write_json(out / "history.json", {"epochs": history, "best": best})
@@ -368,18 +324,12 @@ def _search(
                     "model": net.state_dict(),
                     "weight_optimizer": w_opt.state_dict(),
                     "arch_optimizers": {r.value: a_opts[r].state_dict() for r in Role},
-                    "scalers": {
-                        "arch": rt.arch_scaler.state_dict(),
-                        "weight": rt.weight_scaler.state_dict(),
-                    },
+                    "scalers": {k: v.state_dict() for k, v in scalers.items()},
                     "lambda": lam,
                     "history": history,
                     "best": best,
                 },
             )
-    finally:
-        if writer is not None:
-            writer.close()
     return {"epochs": history, "best": best}
 
 
@@ -414,24 +364,16 @@ def _cycle(
     )
 
 
-def _checked(loss: Tensor, where: str) -> float:
-    """The global value of ``loss``; every process raises together when it is not finite."""
-    value = float(dist.global_mean(loss))
-    if not math.isfinite(value):
-        raise DivergedError(f"search loss is {value} at {where}")
-    return value
-
-
 def _arch_step(
     net: SuperNet,
     opts: dict[Role, torch.optim.Optimizer],
+    scaler: torch.amp.GradScaler,
     image: Tensor,
     mask: Tensor,
     table: LatencyTable,
     lam: float,
-    lat_hw: tuple[int, int],
     cfg: Config,
-    rt: _Runtime,
+    rt: Runtime,
     where: str,
 ) -> dict[str, float]:
     """One architecture step for both roles; weight gradients it leaves are cleared."""
@@ -449,17 +391,17 @@ def _arch_step(
                 role,
                 widths,
                 table,
-                height=lat_hw[0],
-                width=lat_hw[1],
+                height=cfg.latency.height,
+                width=cfg.latency.width,
                 reference_quirks=cfg.latency.reference_quirks,
             )
             parts["latency_term_ms"] = lat.item()
             loss = loss + lam * lat
-        _checked(loss, where)
-        rt.arch_scaler.scale(loss).backward()
+        checked_loss(loss, "search loss", where)
+        scaler.scale(loss).backward()
         dist.average_gradients(net.arch_parameters(role))
-        rt.arch_scaler.step(opts[role])
-    rt.arch_scaler.update()
+        scaler.step(opts[role])
+    scaler.update()
     for p in net.weight_parameters():
         p.grad = None
     return parts
@@ -468,12 +410,12 @@ def _arch_step(
 def _weight_step(
     net: SuperNet,
     opt: torch.optim.Optimizer,
-    weights: list[Tensor],
+    scaler: torch.amp.GradScaler,
     image: Tensor,
     mask: Tensor,
     pretrain: bool,
     cfg: Config,
-    rt: _Runtime,
+    rt: Runtime,
     where: str,
 ) -> float:
     """One weight step: the pretraining sandwich, or teacher + student (sampled, max, min)."""
@@ -490,16 +432,17 @@ def _weight_step(
         with rt.autocast():
             outs = net(image, role, mode)
         loss = _seg_loss(outs, mask, s.ohem_thresh, rt.synced)
-        total += _checked(loss, where)
-        rt.weight_scaler.scale(loss).backward()
+        total += checked_loss(loss, "search loss", where)
+        scaler.scale(loss).backward()
     for p in net.arch.parameters():
         p.grad = None
+    weights = net.weight_parameters()
     dist.average_gradients(weights)
     if s.grad_clip > 0:
-        rt.weight_scaler.unscale_(opt)
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(weights, s.grad_clip)
-    rt.weight_scaler.step(opt)
-    rt.weight_scaler.update()
+    scaler.step(opt)
+    scaler.update()
     return total
 
 

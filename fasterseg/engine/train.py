@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
 import time
 from dataclasses import replace
@@ -19,37 +18,36 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from .. import distributed as dist
-from ..config import Config, config_from_dict, config_to_dict, save_config
-from ..data.datasets import build_dataset
-from ..data.transforms import build_loader, eval_transforms, train_transforms
-from ..errors import ConfigError, UserError
+from ..config import Config, config_from_dict, config_to_dict
+from ..data.transforms import build_loader
+from ..errors import ConfigError
 from ..genotype import Genotype
 from ..io import atomic_write_json
 from ..losses import distillation_loss, ohem_cross_entropy
 from ..models import Network
 from ..nn.ops import OPS
+from ..progress import progress_bar
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .common import (
-    check_crop,
-    check_global_batch,
-    endless_batches,
-    kaiming_init,
-    progress_disabled,
-    resolve_device,
-    seed_everything,
-    summary_writer,
-    to_device,
-)
+from .common import check_crop, check_global_batch, endless_batches, resolve_device
 from .evaluate import evaluate
+from .run import (
+    Runtime,
+    checked_loss,
+    epochs,
+    init_model,
+    loss_precision,
+    resolve_dtype,
+    resume_state,
+    run_writer,
+    set_lr,
+    start_run,
+    train_dataset,
+    val_dataset,
+)
 
 log = logging.getLogger(__name__)
-
-
-class DivergedError(UserError, RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def _lr_at(cfg: Config, epoch: int) -> float:
@@ -105,55 +103,32 @@ def _train(
     teacher: nn.Module | None,
     progress: bool | None,
 ) -> dict[str, Any]:
-    main = dist.is_main()
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
     d, t = cfg.data, cfg.train
-    world = dist.world_size()
     check_global_batch("data.batch_size", d.batch_size)
-
-    train_set = build_dataset(
-        d.dataset, d.root, d.train_split,
-        train_transforms(d.crop, d.scales, d.flip, d.downsample, d.label_stride),
-        skip_corrupt=d.skip_corrupt,
+    start_run(cfg, out)
+    train_set = train_dataset(d, d.crop)
+    val_set = val_dataset(cfg)
+    rt = Runtime.create(
+        device, sync_bn=t.sync_bn, amp=t.amp, channels_last=t.channels_last,
+        dtype=resolve_dtype("train.dtype", t.dtype),
     )  # fmt: skip
-    val_set = build_dataset(
-        d.dataset, d.root, d.val_split, eval_transforms(d.downsample), skip_corrupt=d.skip_corrupt
-    )
-    if len(train_set) == 0:
-        raise ConfigError(f"{d.root}: the {d.train_split!r} split is empty")
-    if cfg.space.num_classes != train_set.num_classes:
-        raise ConfigError(
-            f"space.num_classes is {cfg.space.num_classes} but dataset {d.dataset!r} has "
-            f"{train_set.num_classes} classes"
-        )
-
-    seed_everything(t.seed)
-    model = Network(genotype, cfg.space.num_classes, aux=True)
-    kaiming_init(model)
-    if world > 1 and t.sync_bn:
-        dist.convert_sync_batchnorm(model)
-    model.to(device)
-    if t.channels_last:
-        model.to(memory_format=torch.channels_last)
+    model = init_model(lambda: Network(genotype, cfg.space.num_classes, aux=True), t.seed, rt)
     if teacher is not None:
-        teacher.to(device).eval()
+        teacher.to(device=device, dtype=rt.dtype).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
     )
-    use_amp = t.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    scaler = rt.scaler()
 
     history: list[dict[str, Any]] = []
     best = -1.0
     start_epoch = 0
     train_seconds = 0.0
     last_path = out / "last.pt"
-    if last_path.exists():
-        state = load_checkpoint(last_path, map_location=device)
+    state = resume_state(last_path, device)
+    if state is not None:
         if state.get("genotype") != genotype.to_dict():
             raise CheckpointError(
                 f"{last_path}: was trained with another architecture; use a new --out folder"
@@ -166,63 +141,60 @@ def _train(
         log.info("resuming %s from epoch %d", out, start_epoch)
     # The optimizer holds the module's own parameters; DDP only averages their gradients.
     net: nn.Module = model
-    if world > 1:
+    if rt.synced:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None
         )
-    if len(train_set) < d.batch_size and world > 1:
+    if len(train_set) < d.batch_size and rt.synced:
         raise ConfigError(
             f"{d.root}: {len(train_set)} training images are fewer than one global batch "
-            f"(data.batch_size {d.batch_size}) to share over {world} processes"
+            f"(data.batch_size {d.batch_size}) to share over {rt.world} processes"
         )
 
     def make_loader(seed: int) -> torch.utils.data.DataLoader:
         return build_loader(
             train_set, batch_size=d.batch_size, shuffle=True, seed=t.seed + seed,
             workers=d.workers, drop_last=len(train_set) >= d.batch_size,
-            rank=dist.rank(), world_size=world,
+            rank=dist.rank(), world_size=rt.world,
         )  # fmt: skip
 
-    writer = summary_writer(out / "tb") if main else None
-    try:
-        for epoch in range(start_epoch, t.epochs):
+    def save(path: Path, epoch: int, rows: list[dict[str, Any]]) -> None:
+        _save(path, model, optimizer, scaler, cfg, genotype, epoch, rows, best, train_seconds)
+
+    with run_writer(out) as writer:
+        for epoch in epochs(start_epoch, t.epochs, t.seed):
             lr = _lr_at(cfg, epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            seed_everything(t.seed + 7919 * (epoch + 1))
+            set_lr(optimizer, lr)
             model.train()
             tic = time.perf_counter()
             losses = []
-            bar = tqdm(
+            bar = progress_bar(
                 itertools.islice(
                     endless_batches(lambda p, e=epoch: make_loader(e * 1000 + p)),
                     t.iters_per_epoch,
                 ),
                 total=t.iters_per_epoch,
                 desc=f"epoch {epoch + 1}/{t.epochs}",
-                unit="it",
-                disable=progress_disabled(progress),
-                leave=False,
+                enabled=progress,
             )
             for step, (image, mask) in enumerate(bar):
-                image, mask = to_device(image, mask, device, t.channels_last)
-                with torch.autocast(device_type=device.type, enabled=use_amp):
+                image, mask = rt.batch(image, mask)
+                with rt.autocast():
                     outputs = net(image)
-                    loss = _segmentation_loss(cfg, outputs, mask, synced=world > 1)
+                    loss = _segmentation_loss(cfg, outputs, mask, synced=rt.synced)
                     if teacher is not None:
                         with torch.no_grad():
                             target = teacher(image)
                         loss = loss + cfg.distill.weight * distillation_loss(
-                            outputs[0].float(), target.float(),
+                            loss_precision(outputs[0]), loss_precision(target),
                             temperature=cfg.distill.temperature,
                             reduction=cfg.distill.reduction,
                         )  # fmt: skip
-                value = dist.global_mean(loss).item()  # every process stops together
-                if not math.isfinite(value):
-                    raise DivergedError(
-                        f"loss is {value} at epoch {epoch + 1}, step {step + 1}; "
-                        f"the last good checkpoint is {last_path if last_path.exists() else 'none'}"
-                    )
+                kept = last_path if last_path.exists() else "none"
+                value = checked_loss(
+                    loss, "loss", f"epoch {epoch + 1}, step {step + 1}",
+                    f"; the last good checkpoint is {kept}",
+                )  # fmt: skip
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if t.grad_clip > 0:
@@ -242,24 +214,19 @@ def _train(
             if (epoch + 1) % t.eval_every == 0 or epoch == 0 or epoch + 1 == t.epochs:
                 dist.broadcast_buffers(model)  # without sync_bn, rank 0's statistics
                 scores = evaluate(
-                    model, val_set, device=device, progress=progress, synced=world > 1
+                    model, val_set, device=device, progress=progress, synced=rt.synced
                 )
                 row["val"] = scores
                 if scores["miou"] is not None and scores["miou"] > best:
                     best = scores["miou"]
-                    if main:
-                        _save(out / "best.pt", model, optimizer, scaler, cfg, genotype,
-                              epoch + 1, [*history, row], best, train_seconds)  # fmt: skip
+                    if rt.main:
+                        save(out / "best.pt", epoch + 1, [*history, row])
             history.append(row)
-            if main:
+            if rt.main:
                 _log_row(writer, row)
-                _save(last_path, model, optimizer, scaler, cfg, genotype, epoch + 1, history,
-                      best, train_seconds)  # fmt: skip
+                save(last_path, epoch + 1, history)
                 _write_metrics(out, history, best, train_seconds, genotype)
-    finally:
-        if writer is not None:
-            writer.close()
-    return _write_metrics(out, history, best, train_seconds, genotype, write=main)
+    return _write_metrics(out, history, best, train_seconds, genotype, write=rt.main)
 
 
 def _segmentation_loss(
@@ -270,7 +237,7 @@ def _segmentation_loss(
     outs = outputs if isinstance(outputs, tuple) else (outputs,)
     losses = [
         ohem_cross_entropy(
-            o.float(), mask, thresh=t.ohem_thresh, min_kept=t.ohem_min_kept, synced=synced
+            loss_precision(o), mask, thresh=t.ohem_thresh, min_kept=t.ohem_min_kept, synced=synced
         )
         for o in outs
     ]

@@ -1,6 +1,6 @@
 """Run by tests/test_distributed.py under ``torchrun --nproc_per_node 2``: synced batch norm
-and synced OHEM on each process's half of a fixed batch; rank 0 saves what every process
-computed (gathered) to the file named by argv[1]."""
+and synced OHEM on each process's half of a fixed batch, in float64; rank 0 saves what every
+process computed (gathered) to the file named by argv[1]."""
 
 import sys
 
@@ -16,9 +16,9 @@ def batch() -> dict[str, torch.Tensor]:
     target = torch.randint(0, 5, (4, 6, 7), generator=g)
     target[0, :2] = 255
     return {
-        "x": torch.randn(4, 3, 5, 6, generator=g) * 3 + 1,
-        "c": torch.randn(4, 3, 5, 6, generator=g),
-        "logits": torch.randn(4, 5, 6, 7, generator=g),
+        "x": torch.randn(4, 3, 5, 6, generator=g, dtype=torch.float64) * 3 + 1,
+        "c": torch.randn(4, 3, 5, 6, generator=g, dtype=torch.float64),
+        "logits": torch.randn(4, 5, 6, 7, generator=g, dtype=torch.float64),
         "target": target,
     }
 
@@ -35,7 +35,7 @@ def main(out: str) -> None:
         b = batch()
         share = slice(2 * r, 2 * r + 2)
         result: dict[str, torch.Tensor] = {}
-        bn = fd.convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(3)))
+        bn = fd.convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(3).double()))
         with torch.no_grad():
             bn[0].weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
             bn[0].bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
