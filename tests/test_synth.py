@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -10,12 +12,18 @@ import pytest
 import torchvision
 from PIL import Image
 
+from fasterseg.cli import main
 from fasterseg.data.labels import IGNORE_INDEX, get_label_table
 from fasterseg.data.synth import INSTANCE_IDS, generate_dataset
 from fasterseg.errors import DataError
 
 SIZE = (128, 256)
 NAME = re.compile(r"^(synth[A-F])_(\d{6})_000019_leftImg8bit\.png$")
+# sha256 of every file the generator wrote with PIN_COUNTS at PIN_SIZE, per seed; taken from
+# the generator before it was split into a package, so any drift in the drawing shows up here
+PINNED = Path(__file__).parent / "data" / "synth_sha256.json"
+PIN_COUNTS = {"train": 4, "val": 2, "test": 1}
+PIN_SIZE = (64, 128)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +55,9 @@ def _train_ids(root: Path, splits: tuple[str, ...] = ("train", "val")) -> list[n
 
 def test_torchvision_reads_the_layout(small_set: tuple[Path, dict]) -> None:
     root, summary = small_set
-    ds = torchvision.datasets.Cityscapes(str(root), split="val", mode="fine",
-                                         target_type="semantic")
+    ds = torchvision.datasets.Cityscapes(
+        str(root), split="val", mode="fine", target_type="semantic"
+    )
     assert len(ds) == 4
     image, target = ds[0]
     assert isinstance(image, Image.Image) and image.size == (256, 128)
@@ -89,8 +98,9 @@ def test_all_19_classes_occur(small_set: tuple[Path, dict]) -> None:
         present |= set(np.unique(ids).tolist())
         assert ids.min() >= 0, "a label file holds an id outside the Cityscapes table"
     assert set(range(19)) <= present
-    assert all(summary["class_pixel_fraction"][n] > 0 for n in
-               get_label_table("cityscapes").class_names)
+    assert all(
+        summary["class_pixel_fraction"][n] > 0 for n in get_label_table("cityscapes").class_names
+    )
 
 
 def test_class_frequencies_like_cityscapes(small_set: tuple[Path, dict]) -> None:
@@ -198,3 +208,29 @@ def test_bad_inputs_raise_data_error(tmp_path: Path, kwargs: dict, message: str)
     with pytest.raises(DataError, match=re.escape(message)):
         generate_dataset(tmp_path / "out", **args)
     assert not (tmp_path / "out").exists()
+
+
+def _sha256_tree(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_files_match_pinned_hashes(tmp_path: Path, seed: int) -> None:
+    # seed 0 through the function, seed 7 through `fasterseg data synth`: both paths are pinned
+    if seed == 0:
+        generate_dataset(tmp_path, size=PIN_SIZE, seed=seed, **PIN_COUNTS)
+    else:
+        counts = [a for k, v in PIN_COUNTS.items() for a in (f"--{k}", str(v))]
+        size = f"{PIN_SIZE[0]}x{PIN_SIZE[1]}"
+        argv = ["data", "synth", "--out", str(tmp_path), *counts, "--size", size]
+        assert main([*argv, "--seed", str(seed)]) == 0
+    pinned = json.loads(PINNED.read_text())[str(seed)]
+    written = _sha256_tree(tmp_path)
+    assert len(written) == 4 * sum(PIN_COUNTS.values())
+    assert sorted(written) == sorted(pinned)
+    changed = [rel for rel in pinned if written[rel] != pinned[rel]]
+    assert not changed, f"{len(changed)} files differ from {PINNED.name}, e.g. {changed[:3]}"
