@@ -95,6 +95,25 @@ def train(
         return _train(cfg, genotype, Path(out_dir), device, teacher, progress)
 
 
+def distill(
+    cfg: Config,
+    genotype: Genotype,
+    teacher: nn.Module | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train ``genotype``'s network with ``teacher`` distilled into it (``cfg.distill``).
+
+    ``teacher`` is a frozen module or the path of a ``train`` checkpoint (loaded with
+    :func:`teacher_from_checkpoint`, which refuses a teacher of another class count, dataset
+    or input scale). Otherwise exactly :func:`train`, whose metrics dict it returns.
+    """
+    if not isinstance(teacher, nn.Module):
+        teacher = teacher_from_checkpoint(teacher, cfg)
+    return train(cfg, genotype, out_dir, teacher=teacher, progress=progress)
+
+
 def _train(
     cfg: Config,
     genotype: Genotype,

@@ -14,6 +14,11 @@ from .network import Network
 PUBLISHED = ("fasterseg-student", "fasterseg-teacher")
 
 
+def list_models() -> list[str]:
+    """The names :func:`create_model` and :func:`load_genotype` accept besides file paths."""
+    return list(PUBLISHED)
+
+
 def load_genotype(name_or_path: str | os.PathLike) -> Genotype:
     """A published architecture by name (``fasterseg-student``, ``fasterseg-teacher``) or a
     genotype JSON file by path; validated against the registered operators."""
@@ -46,4 +51,4 @@ def create_model(
     return Network(geno, num_classes, aux=aux, resize_mode=resize_mode)
 
 
-__all__ = ["PUBLISHED", "Network", "create_model", "load_genotype"]
+__all__ = ["PUBLISHED", "Network", "create_model", "list_models", "load_genotype"]
