@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
@@ -20,6 +21,9 @@ class Registry(Generic[T]):
         class Conv(nn.Module): ...
 
         OPS.get("conv")  # -> Conv
+
+        with OPS.temporarily("mine", Mine):  # registered inside the block only
+            ...
     """
 
     def __init__(self, name: str) -> None:
@@ -39,6 +43,17 @@ class Registry(Generic[T]):
             return obj
 
         return deco
+
+    @contextlib.contextmanager
+    def temporarily(self, key: str, obj: T) -> Iterator[T]:
+        """Register ``obj`` under ``key`` for the ``with`` block only, then remove it, also when
+        the block raises: for tests and experiments that must leave the registry as they found
+        it. A key that is already registered is an error, as with :meth:`register`."""
+        self.register(key)(obj)
+        try:
+            yield obj
+        finally:
+            del self._items[key]
 
     def get(self, key: str) -> T:
         """Return the object registered under ``key``; a KeyError lists the valid keys."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .arch import stem_channels
 from .genotype import Genotype, nf
 from .io import atomic_write, atomic_write_json, atomic_write_text
 
@@ -382,11 +383,7 @@ def draw_genotype(genotype: Genotype, path: str | os.PathLike, *, title: str | N
             arrowprops={**arrow, "color": color, "lw": 1.6, "linestyle": ":"},
         )
 
-    stem_ch = (
-        2 * nf(2, g.stem_width, g.fch),
-        2 * nf(4, g.stem_width, g.fch),
-        nf(8, g.stem_width, g.fch),
-    )
+    stem_ch = stem_channels(g.stem_width, g.fch)
     ax.add_patch(
         FancyBboxPatch(
             (stem_x - stem_w / 2, -0.3),

@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from fasterseg.nn import OPS, build_op
+from fasterseg.nn import OPS, Operator, build_op
 from fasterseg.nn.layers import SlimConv2d, SwitchableBatchNorm2d
+
+ZOOMED = ("conv_downup", "conv_2x_downup")
 
 
 @pytest.mark.parametrize("name", OPS.keys())
@@ -31,6 +33,34 @@ def test_slimmable_op_refuses_unbuilt_width(name):
     op = build_op(name, 16, 16, 1, out_choices=[8, 16])
     with pytest.raises(ValueError):
         op(torch.randn(1, 16, 8, 8), 12)
+
+
+@pytest.mark.parametrize("name", OPS.keys())
+def test_every_op_gets_its_constructor_from_the_base(name):
+    op = build_op(name, 8, 16, 2, out_choices=[8, 16], resize_mode="nearest")
+    assert isinstance(op, Operator)
+    assert (op.c_in, op.c_out, op.stride, op.out_choices) == (8, 16, 2, (8, 16))
+    assert op.slimmable and op.resize_mode == "nearest"
+    assert not build_op(name, 8, 16, 1).slimmable
+
+
+@pytest.mark.parametrize("name", OPS.keys())
+def test_only_zoomed_ops_read_the_resize_mode(name):
+    x = torch.randn(1, 4, 9, 13)
+    outs = []
+    for mode in ("bilinear", "nearest"):
+        torch.manual_seed(0)
+        outs.append(build_op(name, 4, 6, 1, resize_mode=mode).eval()(x))
+    assert torch.equal(outs[0], outs[1]) is (name not in ZOOMED)
+
+
+def test_an_operator_without_build_cannot_be_made():
+    class NoBuild(Operator):
+        def forward(self, x, c_out=None):
+            return x
+
+    with pytest.raises(TypeError, match="build"):
+        NoBuild(4, 4, 1)
 
 
 def test_skip_is_identity_only_when_widths_match():

@@ -92,3 +92,30 @@ def test_registries_are_independent() -> None:
     b.register("conv")(int)
     assert a.get("conv") is not int and b.get("conv") is int
     assert b.keys() == ["conv"]
+
+
+def test_temporarily_registers_for_the_block_only() -> None:
+    reg = make()
+
+    class Mine:
+        pass
+
+    with reg.temporarily("mine", Mine) as obj:
+        assert obj is Mine and reg.get("mine") is Mine
+        assert reg.keys() == ["conv", "skip", "conv_2x", "mine"]
+    assert "mine" not in reg and reg.keys() == ["conv", "skip", "conv_2x"]
+
+
+def test_temporarily_removes_the_key_when_the_block_raises() -> None:
+    reg = make()
+    with pytest.raises(RuntimeError, match="boom"), reg.temporarily("mine", int):
+        raise RuntimeError("boom")
+    assert "mine" not in reg and len(reg) == 3
+
+
+def test_temporarily_refuses_a_taken_key_and_keeps_the_first() -> None:
+    reg = make()
+    first = reg.get("skip")
+    with pytest.raises(KeyError, match="already registered"), reg.temporarily("skip", int):
+        pass
+    assert reg.get("skip") is first and len(reg) == 3

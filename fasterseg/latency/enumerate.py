@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import random
 
+from ..arch import NUM_SCALES, channels, role_widths, stem_channels
 from ..config import SpaceConfig
 from ..errors import ConfigError
-from ..genotype import Branch, Genotype, nf, scale_rate
+from ..genotype import Branch, Genotype, scale_rate
 from ..models.network import fusion_channels, plan_layers
 from .spec import CONCAT, FFM, FUSION, HEAD, STEM, OpSpec
-
-NUM_SCALES = 3
 
 
 def check_resolution(height: int, width: int) -> None:
@@ -32,16 +31,8 @@ def stem_spec(
     dtype: str = "float32",
 ) -> OpSpec:
     """The stem of stem width ``stem_width`` on a (height, width) image."""
-    return OpSpec(
-        STEM,
-        3,
-        nf(8, stem_width, fch),
-        height,
-        width,
-        dtype=dtype,
-        resize_mode=resize_mode,
-        c_mid=(2 * nf(2, stem_width, fch), 2 * nf(4, stem_width, fch)),
-    )
+    c1, c2, c3 = stem_channels(stem_width, fch)
+    return OpSpec(STEM, 3, c3, height, width, dtype=dtype, resize_mode=resize_mode, c_mid=(c1, c2))
 
 
 def output_specs(
@@ -92,14 +83,15 @@ def space_kernels(
     stems = sorted({space.teacher_stem_width, space.student_stem_width})
     heads = sorted({space.teacher_head_width, space.student_head_width})
     choices = sorted(set(space.width_choices))
-    stem_out = sorted({nf(8, w, fch) for w in stems})
+    stem_out = sorted({stem_channels(w, fch)[2] for w in stems})
     specs: list[OpSpec] = [stem_spec(fch, w, height, width, resize_mode, dtype) for w in stems]
     for s in range(NUM_SCALES):
         h, w = _size(height, width, s)
-        rate = scale_rate(s)
-        c_ins = sorted({nf(rate, x, fch) for x in choices} | (set(stem_out) if s == 0 else set()))
-        keep_outs = sorted({nf(rate, x, fch) for x in (*choices, *heads)})
-        down_outs = sorted({nf(2 * rate, x, fch) for x in choices}) if s < NUM_SCALES - 1 else []
+        c_ins = sorted(
+            {channels(s, x, fch) for x in choices} | (set(stem_out) if s == 0 else set())
+        )
+        keep_outs = sorted({channels(s, x, fch) for x in (*choices, *heads)})
+        down_outs = sorted({channels(s + 1, x, fch) for x in choices}) if s < NUM_SCALES - 1 else []
         for op in space.ops:
             for c_in in c_ins:
                 specs += [OpSpec(op, c_in, c, h, w, 1, dtype, resize_mode) for c in keep_outs]
@@ -107,10 +99,10 @@ def space_kernels(
     for hw in heads:
         for s in range(NUM_SCALES - 1):
             h, w = _size(height, width, s + 1)
-            fines = {nf(scale_rate(s), x, fch) for x in choices}
+            fines = {channels(s, x, fch) for x in choices}
             if s == 0:
                 fines |= set(stem_out)
-            c_coarse, c_out = nf(scale_rate(s + 1), hw, fch), nf(scale_rate(s), hw, fch)
+            c_coarse, c_out = channels(s + 1, hw, fch), channels(s, hw, fch)
             specs += [
                 OpSpec(
                     FUSION, c_coarse, c_out, h, w, dtype=dtype, resize_mode=resize_mode, c_fine=f
@@ -119,7 +111,7 @@ def space_kernels(
             ]
         for branches in (1, 2):
             specs += output_specs(
-                nf(8, hw, fch), branches, space.num_classes, height, width, resize_mode, dtype
+                channels(0, hw, fch), branches, space.num_classes, height, width, resize_mode, dtype
             )
     return list(dict.fromkeys(specs))
 
@@ -164,9 +156,8 @@ def genotype_kernels(
                     c_fine=c_fine,
                 )
             )
-    specs += output_specs(
-        nf(8, g.head_width, g.fch), len(g.branches), num_classes, height, width, resize_mode, dtype
-    )
+    c8 = channels(0, g.head_width, g.fch)
+    specs += output_specs(c8, len(g.branches), num_classes, height, width, resize_mode, dtype)
     return specs
 
 
@@ -187,11 +178,7 @@ def random_genotype(
     copy a random number of the first branch's leading layers, as decoded branches often do.
     """
     L = space.layers
-    stem_w, head_w = (
-        (space.teacher_stem_width, space.teacher_head_width)
-        if role == "teacher"
-        else (space.student_stem_width, space.student_head_width)
-    )
+    stem_w, head_w = role_widths(space, role)
     ops = [op for op in space.ops if op != "skip"] or list(space.ops)
     choices = list(space.width_choices)
     branches: list[Branch] = []

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..genotype import Genotype, nf, scale_rate
+from ..arch import NUM_SCALES, cell_inputs, channels
+from ..genotype import Genotype, scale_rate
 from ..space.roles import Role, WidthMode
-from ..space.supernet import NUM_SCALES, SuperNet, WidthSample
+from ..space.supernet import SuperNet, WidthSample
 from .enumerate import check_resolution, genotype_kernels, stem_spec
 from .spec import OpSpec
 from .table import LatencyTable, LatencyTableError
@@ -133,10 +134,10 @@ def expected_latency(
     def mixed(i: int, s: int, stride: int) -> Tensor:
         """Expected latency of the keep (stride 1) or down (stride 2) MixedOp of cell (i, s)."""
         if i == 0:
-            c_in, g_in = nf(8, stem_w, fch), 1.0
+            c_in, g_in = channels(0, stem_w, fch), 1.0
         else:
-            c_in, g_in = net._out_width(widths, role, s, i - 1)
-        c_out, g_out = net._out_width(widths, role, s + (stride == 2), i)
+            c_in, g_in = net.out_width(widths, role, s, i - 1)
+        c_out, g_out = net.out_width(widths, role, s + (stride == 2), i)
         lat = op_latencies(s, stride, c_in, c_out)
         return (alphas[s][i - s] * lat).sum() * g_in * g_out
 
@@ -153,13 +154,7 @@ def expected_latency(
         new_keep: dict[int, Tensor] = {}
         new_down: dict[int, Tensor] = {}
         for s, cell in enumerate(row):
-            if s == 0:
-                base = keep[0]
-            elif i == s:
-                base = down[s]
-            else:
-                b = betas[s - 1][i - s - 1]
-                base = b[1] * keep[s] + b[0] * down[s]
+            base = sum(w * lat for lat, w in cell_inputs(i, s, keep, down, betas))
             new_keep[s] = base + mixed(i, s, 1)
             if cell.down is not None:
                 new_down[s + 1] = base + mixed(i, s, 2)

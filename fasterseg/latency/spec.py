@@ -3,13 +3,13 @@
 An :class:`OpSpec` names one kernel a network runs: an operator of :data:`fasterseg.nn.OPS`
 (``kind`` is its registry name) or one of the network's fixed blocks:
 
-* ``stem``: :class:`~fasterseg.nn.layers.Stem` 3 -> ``c_mid[0]`` -> ``c_mid[1]`` -> ``c_out``,
+* ``stem``: :class:`~fasterseg.nn.blocks.Stem` 3 -> ``c_mid[0]`` -> ``c_mid[1]`` -> ``c_out``,
   on the full image (``h``, ``w`` = image size);
-* ``fusion``: :class:`~fasterseg.nn.layers.FusionBlock` refining a coarse feature
+* ``fusion``: :class:`~fasterseg.nn.blocks.FusionBlock` refining a coarse feature
   (``c_in`` channels at ``h`` x ``w``) with a finer one (``c_fine`` channels at 2h x 2w);
 * ``concat``: concatenation of ``c_out // c_in`` branch outputs of ``c_in`` channels each;
 * ``ffm``: the 1x1 ConvNorm after the concatenation;
-* ``head``: :class:`~fasterseg.nn.layers.Head` to ``c_out`` classes followed by the resize of
+* ``head``: :class:`~fasterseg.nn.blocks.Head` to ``c_out`` classes followed by the resize of
   the logits to the image size (8h x 8w), as the network's forward does.
 
 ``h`` and ``w`` are always the kernel's *input* size. The modules are built from the same classes
@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..nn.layers import ConvNorm, FusionBlock, Head, Stem, resize
+from ..nn.blocks import FusionBlock, Head, Stem
+from ..nn.layers import ConvNorm, resize
 from ..nn.ops import OPS, build_op
 
 STEM, FUSION, CONCAT, FFM, HEAD = "stem", "fusion", "concat", "ffm", "head"

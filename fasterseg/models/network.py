@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..genotype import Branch, Genotype, nf, scale_rate
-from ..nn.layers import ConvNorm, FusionBlock, Head, Stem, resize
+from ..arch import channels, layer_channels, stem_channels
+from ..genotype import Branch, Genotype
+from ..nn.blocks import FusionBlock, Head, Stem
+from ..nn.layers import ConvNorm, resize
 from ..nn.ops import OPS, build_op
 
 
@@ -28,12 +30,8 @@ def _layer_specs(geno: Genotype, branch: Branch) -> list[LayerKey]:
     strides = branch.strides()
     specs = []
     for i, (op, s) in enumerate(zip(branch.ops, branch.path)):
-        c_in = (
-            nf(8, geno.stem_width, geno.fch)
-            if i == 0
-            else nf(scale_rate(s), branch.widths[i - 1], geno.fch)
-        )
-        c_out = nf(scale_rate(s) * strides[i], branch.widths[i], geno.fch)
+        in_width = geno.stem_width if i == 0 else branch.widths[i - 1]
+        c_in, c_out = layer_channels(s, strides[i], in_width, branch.widths[i], geno.fch)
         specs.append(LayerKey(op, s, strides[i], c_in, c_out))
     return specs
 
@@ -94,22 +92,23 @@ def plan_layers(geno: Genotype) -> LayerPlan:
 
 
 def fusion_channels(
-    geno: Genotype, branch: Branch, stem_channels: int
+    geno: Genotype, branch: Branch, stem_out: int
 ) -> tuple[list[int], list[tuple[int, int, int]]]:
     """The per-branch aggregation to /8 (section 1.5).
 
     Returns ``(sources, blocks)``: ``sources[s]`` is the layer whose output is the branch's
-    last feature at scale ``s`` (-1: the stem), for every scale finer than the branch's last;
-    ``blocks`` holds ``(c_coarse, c_fine, c_out)`` of each FusionBlock in the order they run
-    (coarsest first; block ``k`` fuses into scale ``last - 1 - k``).
+    last feature at scale ``s`` (-1: the stem, whose output has ``stem_out`` channels), for
+    every scale finer than the branch's last; ``blocks`` holds ``(c_coarse, c_fine, c_out)``
+    of each FusionBlock in the order they run (coarsest first; block ``k`` fuses into scale
+    ``last - 1 - k``).
     """
     specs = _layer_specs(geno, branch)
     last = branch.last_scale
     sources = [_last_feature_at(branch, s) for s in range(last)]
-    fine = [stem_channels if f < 0 else specs[f].c_out for f in sources]
+    fine = [stem_out if f < 0 else specs[f].c_out for f in sources]
     h = geno.head_width
     blocks = [
-        (nf(scale_rate(s + 1), h, geno.fch), fine[s], nf(scale_rate(s), h, geno.fch))
+        (channels(s + 1, h, geno.fch), fine[s], channels(s, h, geno.fch))
         for s in range(last - 1, -1, -1)
     ]
     return sources, blocks
@@ -142,11 +141,7 @@ class Network(nn.Module):
         self.num_classes = num_classes
         self.resize_mode = resize_mode
         g, h = genotype, genotype.head_width
-        self.stem = Stem(
-            2 * nf(2, g.stem_width, g.fch),
-            2 * nf(4, g.stem_width, g.fch),
-            nf(8, g.stem_width, g.fch),
-        )
+        self.stem = Stem(*stem_channels(g.stem_width, g.fch))
 
         # Layers as a prefix tree: a node is shared by every branch that reaches it through
         # identical layers; a branch's last layer is never shared.
@@ -161,7 +156,7 @@ class Network(nn.Module):
         # Per-branch aggregation to /8 (section 1.5), using the branch's own finer features.
         self.aggregate = nn.ModuleList()
         self._agg_sources: list[list[int]] = []
-        c8 = nf(8, h, g.fch)
+        c8 = channels(0, h, g.fch)
         for branch in g.branches:
             sources, blocks = fusion_channels(g, branch, self.stem.out_channels)
             self.aggregate.append(
@@ -179,7 +174,7 @@ class Network(nn.Module):
         self.aux16 = self.aux32 = None
         self._aux16_sources: list[tuple[int, int]] = []
         if aux:
-            c32 = [nf(32, h, g.fch) for b in g.branches if b.last_scale == 2]
+            c32 = [channels(2, h, g.fch) for b in g.branches if b.last_scale == 2]
             if c32:
                 self.aux32 = Head(c32[0], num_classes)
             c16 = 0

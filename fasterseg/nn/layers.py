@@ -1,4 +1,7 @@
-"""Convolution building blocks, fixed-width or slimmable.
+"""Primitive layers, fixed-width or slimmable: the bottom of ``fasterseg.nn``.
+
+The operators (:mod:`fasterseg.nn.ops`) are built from these and the composite blocks
+(:mod:`fasterseg.nn.blocks`) from both; this module imports neither.
 
 Slimmable layers hold weights for the largest width; a forward pass uses the input's channel
 count and the requested output channel count (weights sliced, one batch norm per output width).
@@ -124,61 +127,3 @@ class ConvNorm(nn.Module):
         """(N, C_in, H, W) -> (N, c_out, H/stride, W/stride)."""
         x = self.bn(run_conv(self.conv, x, c_out))
         return self.relu(x) if self.relu is not None else x
-
-
-class Head(nn.Module):
-    """3x3 ConvNorm in -> mid, then a 1x1 conv (with bias) to the classes.
-
-    mid = in if in <= 256 else in // 2, as in the reference.
-    """
-
-    def __init__(self, c_in: int, num_classes: int) -> None:
-        super().__init__()
-        mid = c_in if c_in <= 256 else c_in // 2
-        self.conv = ConvNorm(c_in, mid, 3)
-        self.classifier = nn.Conv2d(mid, num_classes, 1, bias=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(N, C_in, H, W) -> logits (N, num_classes, H, W)."""
-        return self.classifier(self.conv(x))
-
-
-class FusionBlock(nn.Module):
-    """Refine a coarse feature with a finer one: 1x1 reduce -> upsample -> concat -> 3x3.
-
-    ``forward(coarse, fine)`` gives ``c_out`` channels at ``fine``'s resolution.
-    """
-
-    def __init__(
-        self, c_coarse: int, c_fine: int, c_out: int, *, resize_mode: str = "bilinear"
-    ) -> None:
-        super().__init__()
-        self.reduce = ConvNorm(c_coarse, c_out, 1)
-        self.fuse = ConvNorm(c_out + c_fine, c_out, 3)
-        self.resize_mode = resize_mode
-
-    def forward(self, coarse: Tensor, fine: Tensor) -> Tensor:
-        """coarse (N, c_coarse, h, w), fine (N, c_fine, H, W) -> (N, c_out, H, W)."""
-        up = resize(self.reduce(coarse), fine.shape[-2:], self.resize_mode)
-        return self.fuse(torch.cat([up, fine], dim=1))
-
-
-class Stem(nn.Module):
-    """Input stem to /8: 3x3 ConvNorm 3->c1 stride 2, then two stride-2 ``conv_2x`` ops.
-
-    With base channels Fch and stem width w: c1 = 2*nf(2,w), c2 = 2*nf(4,w), c3 = nf(8,w)
-    (48/96/96 for the teacher, 32/64/64 for the student).
-    """
-
-    def __init__(self, c1: int, c2: int, c3: int) -> None:
-        super().__init__()
-        from .ops import Conv2x
-
-        self.conv = ConvNorm(3, c1, 3, 2)
-        self.down1 = Conv2x(c1, c2, 2)
-        self.down2 = Conv2x(c2, c3, 2)
-        self.out_channels = c3
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(N, 3, H, W) -> (N, c3, H/8, W/8)."""
-        return self.down2(self.down1(self.conv(x)))

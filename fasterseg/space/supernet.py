@@ -16,15 +16,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..arch import (
+    NUM_SCALES,
+    cell_inputs,
+    cell_scales,
+    channels,
+    has_down,
+    ratio_row,
+    ratio_rows,
+    role_widths,
+    stem_channels,
+)
 from ..config import SpaceConfig
 from ..decode import ArchParams, DecodeOptions, decode
 from ..errors import ConfigError
-from ..genotype import Genotype, nf, scale_rate
-from ..nn.layers import FusionBlock, Head, Stem
+from ..genotype import Genotype
+from ..nn.blocks import FusionBlock, Head, Stem
 from ..nn.ops import OPS, build_op
 from .roles import Role, WidthMode
 
-NUM_SCALES = 3
 HEAD_NAMES = ("8s", "16s", "32s", "8s_32s", "16s_32s")
 
 
@@ -51,11 +61,6 @@ def check_space(space: SpaceConfig) -> None:
             raise ConfigError(f"space.{key} must be in (0, 1], got {getattr(space, key)}")
     if space.num_classes < 1:
         raise ConfigError(f"space.num_classes must be positive, got {space.num_classes}")
-
-
-def _ratio_row(scale: int, layer: int) -> int:
-    """Row of ``ratio_s`` that holds the width of layer ``layer``'s output at ``scale``."""
-    return layer - 1 if scale == 2 else layer
 
 
 @dataclass(frozen=True)
@@ -119,8 +124,8 @@ class _RoleModules(nn.Module):
 
     def __init__(self, fch: int, stem_w: float, head_w: float, num_classes: int) -> None:
         super().__init__()
-        self.stem = Stem(2 * nf(2, stem_w, fch), 2 * nf(4, stem_w, fch), nf(8, stem_w, fch))
-        c8, c16, c32 = (nf(r, head_w, fch) for r in (8, 16, 32))
+        self.stem = Stem(*stem_channels(stem_w, fch))
+        c8, c16, c32 = (channels(s, head_w, fch) for s in range(NUM_SCALES))
         self.refine16 = FusionBlock(c16, c8, c8)
         self.refine32_16 = FusionBlock(c32, c16, c16)
         self.refine32_8 = FusionBlock(c16, c8, c8)
@@ -151,28 +156,24 @@ class SuperNet(nn.Module):
         self.layers = space.layers
         self.op_names = tuple(space.ops)
         self.width_choices = tuple(space.width_choices)
-        self.role_widths = {
-            Role.TEACHER: (space.teacher_stem_width, space.teacher_head_width),
-            Role.STUDENT: (space.student_stem_width, space.student_head_width),
-        }
+        self.role_widths = {r: role_widths(space, r) for r in Role}
         fch = space.fch
         head_ws = {hw for _, hw in self.role_widths.values()}
 
         def choices(scale: int) -> list[int]:
             ws = set(self.width_choices) | head_ws
-            return sorted({nf(scale_rate(scale), w, fch) for w in ws})
+            return sorted({channels(scale, w, fch) for w in ws})
 
         self.cells = nn.ModuleList()
         for i in range(self.layers):
             row = nn.ModuleList()
-            for s in range(min(i, 2) + 1):
-                has_down = s < 2 and i < self.layers - 1
+            for s in cell_scales(i):
                 row.append(
                     Cell(
                         self.op_names,
-                        nf(scale_rate(s), 1.0, fch),
+                        channels(s, 1.0, fch),
                         choices(s),
-                        choices(s + 1) if has_down else None,
+                        choices(s + 1) if has_down(s, i, self.layers) else None,
                         resize_mode,
                     )
                 )
@@ -188,8 +189,7 @@ class SuperNet(nn.Module):
             for s in (1, 2):
                 self.arch[f"{r.value}_beta_{s}"] = nn.Parameter(torch.full((L - 1 - s, 2), 1e-3))
         for s in range(NUM_SCALES):
-            rows = L - 1 if s < 2 else L - 2
-            self.arch[f"student_ratio_{s}"] = nn.Parameter(torch.full((rows, K), 1e-3))
+            self.arch[f"student_ratio_{s}"] = nn.Parameter(torch.full((ratio_rows(s, L), K), 1e-3))
 
     # ------------------------------------------------------------ parameters
     def arch_parameters(self, role: Role | str) -> list[nn.Parameter]:
@@ -272,7 +272,6 @@ class SuperNet(nn.Module):
         if role is Role.TEACHER and mode in (WidthMode.SAMPLED, WidthMode.ARGMAX):
             mode = WidthMode.MAX
         K = len(self.width_choices)
-        rows = [self.layers - 1, self.layers - 1, self.layers - 2]
         index, gate = [], []
         order = sorted(range(K), key=lambda k: self.width_choices[k])
         for s in range(NUM_SCALES):
@@ -287,25 +286,27 @@ class SuperNet(nn.Module):
             if mode is WidthMode.ARGMAX:
                 idx = self.arch[f"student_ratio_{s}"].argmax(dim=-1).tolist()
             elif mode is WidthMode.MAX:
-                idx = [order[-1]] * rows[s]
+                idx = [order[-1]] * ratio_rows(s, self.layers)
             elif mode is WidthMode.MIN:
-                idx = [order[0]] * rows[s]
+                idx = [order[0]] * ratio_rows(s, self.layers)
             else:
-                idx = torch.randint(K, (rows[s],)).tolist()
+                idx = torch.randint(K, (ratio_rows(s, self.layers),)).tolist()
             index.append(tuple(idx))
             gate.append(None)
         return WidthSample(tuple(index), tuple(gate))
 
-    def _out_width(
-        self, widths: WidthSample, role: Role, scale: int, layer: int
+    def out_width(
+        self, widths: WidthSample, role: Role | str, scale: int, layer: int
     ) -> tuple[int, Tensor | float]:
-        """Channels and gate of layer ``layer``'s output at ``scale``."""
+        """Channels and gate of layer ``layer``'s output at ``scale`` under ``widths``: the
+        role's head width in the last layer, else the sampled choice (gate: a 0-dim tensor, or
+        1.0 when widths are not sampled)."""
         if layer == self.layers - 1:
-            return nf(scale_rate(scale), self.role_widths[role][1], self.space.fch), 1.0
-        row = _ratio_row(scale, layer)
+            return channels(scale, self.role_widths[Role(role)][1], self.space.fch), 1.0
+        row = ratio_row(scale, layer)
         w = self.width_choices[widths.index[scale][row]]
         g = widths.gate[scale]
-        return nf(scale_rate(scale), w, self.space.fch), (1.0 if g is None else g[row])
+        return channels(scale, w, self.space.fch), (1.0 if g is None else g[row])
 
     # ------------------------------------------------------------ forward
     def forward(
@@ -329,18 +330,12 @@ class SuperNet(nn.Module):
             new_keep: dict[int, tuple[Tensor, Tensor | float]] = {}
             new_down: dict[int, tuple[Tensor, Tensor | float]] = {}
             for s, cell in enumerate(row):
-                if s == 0:
-                    inputs = [(keep[0], 1.0)]
-                elif i == s:
-                    inputs = [(down[s], 1.0)]
-                else:
-                    b = betas[s - 1][i - s - 1]
-                    inputs = [(down[s], b[0]), (keep[s], b[1])]
+                inputs = cell_inputs(i, s, keep, down, betas)
                 weights = alphas[s][i - s]
-                c_keep, g_keep = self._out_width(widths, role, s, i)
+                c_keep, g_keep = self.out_width(widths, role, s, i)
                 out_keep = out_down = 0.0
                 if cell.down is not None:
-                    c_down, g_down = self._out_width(widths, role, s + 1, i)
+                    c_down, g_down = self.out_width(widths, role, s + 1, i)
                 for (feat, g_in), mix in inputs:
                     out_keep = out_keep + mix * cell.keep(feat, weights, c_keep) * (g_in * g_keep)
                     if cell.down is not None:
