@@ -108,36 +108,15 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     for name, value in (("--height", args.height), ("--width", args.width)):
         if value % 32:
             raise UserError(f"{name} {value} is not divisible by 32 (the network's output stride)")
-    geno = load_genotype(args.arch)
-    result = profile_genotype(geno, height=args.height, width=args.width, num_classes=args.classes)
+    table = None
     if args.lut is not None:
-        from .latency import LatencyTable, genotype_latency, measure_network
-        from .models import create_model
+        from .latency import LatencyTable
 
         table = LatencyTable.load(args.lut, allow_mismatch=True)
-        fp = table.fingerprint
-        if (fp.get("height"), fp.get("width")) != (args.height, args.width):
-            raise UserError(
-                f"{args.lut} was built at {fp.get('height')}x{fp.get('width')}; "
-                f"profile at that size (--height {fp.get('height')} --width {fp.get('width')})"
-            )
-        result["latency_ms_predicted"] = genotype_latency(
-            geno, table, height=args.height, width=args.width, num_classes=args.classes
-        )
-        if table.calibration is not None:  # fitted on networks measured end to end
-            result["latency_ms_predicted_calibrated"] = table.calibration.apply(
-                result["latency_ms_predicted"]
-            )
-        if args.measure:
-            model = create_model(geno, args.classes).eval()
-            m = measure_network(
-                model, args.height, args.width, backend=fp.get("backend", "torch"),
-                threads=fp.get("threads"), statistic=fp.get("statistic", "median"),
-            )  # fmt: skip
-            result["latency_ms_measured"] = m.ms
-            result["latency_ms_measured_std"] = m.std
-    elif args.measure:
-        raise UserError("--measure needs --lut FILE (the table gives backend and threads)")
+    result = profile_genotype(
+        load_genotype(args.arch), height=args.height, width=args.width,
+        num_classes=args.classes, table=table, measure=args.measure,
+    )  # fmt: skip
     if args.json:
         _print_json(result)
     else:
@@ -150,7 +129,11 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         if "latency_ms_predicted_calibrated" in result:
             print(f"  latency calibrated:    {result['latency_ms_predicted_calibrated']:.2f} ms")
         if "latency_ms_measured" in result:
-            print(f"  latency measured:      {result['latency_ms_measured']:.2f} ms")
+            how = result["latency_measured_with"]
+            print(
+                f"  latency measured:      {result['latency_ms_measured']:.2f} ms "
+                f"({how['backend']}, {how['threads']} threads, {how['statistic']})"
+            )
     return 0
 
 
@@ -201,45 +184,26 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .config import config_from_dict
-    from .data.datasets import build_dataset
-    from .data.transforms import eval_transforms
-    from .engine.checkpoint import load_checkpoint
-    from .engine.common import resolve_device
-    from .engine.evaluate import check_window, evaluate
-    from .engine.train import load_trained_model
+    from .engine.evaluate import LABEL_IDS_DIR, check_window, evaluate_checkpoint
 
-    device = resolve_device(args.device)
-    state = load_checkpoint(args.checkpoint)
-    cfg = config_from_dict(state.get("config", {}), source=f"{args.checkpoint} [config]")
-    model = load_trained_model(args.checkpoint, device=device)
-    dataset = build_dataset(
-        cfg.data.dataset, args.data, args.split, eval_transforms(cfg.data.downsample),
-        skip_corrupt=args.skip_corrupt,
-    )  # fmt: skip
-    if dataset.num_classes != model.num_classes:
-        raise UserError(
-            f"{args.checkpoint} predicts {model.num_classes} classes but {args.data} "
-            f"({cfg.data.dataset}) has {dataset.num_classes}"
-        )
     try:
         check_window(args.window, args.overlap)
     except ValueError as e:
         raise UserError(f"--window/--overlap: {e}") from None
-    result = evaluate(
-        model,
-        dataset,
-        device=device,
-        scales=args.scales,
-        flip=args.flip,
-        save_predictions=args.save_predictions,
-        window=args.window,
-        overlap=args.overlap,
-    )
+    result = evaluate_checkpoint(
+        args.checkpoint, args.data, split=args.split, device=args.device, scales=args.scales,
+        flip=args.flip, save_predictions=args.save_predictions, window=args.window,
+        overlap=args.overlap, skip_corrupt=args.skip_corrupt,
+    )  # fmt: skip
     if args.json:
         _print_json(result)
     elif result["miou"] is None:
-        print(f"{result['images']} images without labels; predictions in {args.save_predictions}")
+        where = (
+            f"predictions in {args.save_predictions / LABEL_IDS_DIR}"
+            if args.save_predictions is not None
+            else "no predictions saved (--save-predictions DIR)"
+        )
+        print(f"{result['images']} images without labels; {where}")
     else:
         _print_scores(result)
     return 0
@@ -318,6 +282,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- the parser
+_FMT = argparse.RawDescriptionHelpFormatter
+#: The subcommand group of a parser (``add_subparsers``); every ``_add_*`` adds one command.
+_Commands = argparse._SubParsersAction
+
+
 def _add_training_args(p: argparse.ArgumentParser, arch: bool = True) -> None:
     p.add_argument("--config", type=Path, help="YAML recipe (default: built-in defaults)")
     if arch:
@@ -329,36 +299,14 @@ def _add_training_args(p: argparse.ArgumentParser, arch: bool = True) -> None:
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``fasterseg`` command."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(
-        prog="fasterseg",
-        formatter_class=fmt,
-        description=textwrap.dedent(
-            """\
-            Latency-aware architecture search, retraining and distillation for real-time
-            semantic segmentation (FasterSeg, rebuilt).
-
-            Quick start (the whole method on built-in synthetic data, report in runs/demo):
-              fasterseg pipeline
-
-            Step by step: data synth -> lut build -> search -> train / distill ->
-            evaluate; `fasterseg COMMAND --help` explains each with an example.
-            """
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"fasterseg {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
+def _add_data(sub: _Commands) -> None:
     data = sub.add_parser(
         "data", help="generate datasets", description="Generate or inspect datasets."
     )
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
     synth = data_sub.add_parser(
         "synth",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="write the built-in synthetic street scenes (Cityscapes layout)",
         description=textwrap.dedent(
             """\
@@ -382,9 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--json", action="store_true", help="print a JSON summary")
     synth.set_defaults(func=_cmd_data_synth)
 
+
+def _add_score(sub: _Commands) -> None:
     score = sub.add_parser(
         "score",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="score prediction PNGs against Cityscapes ground truth",
         description=textwrap.dedent(
             """\
@@ -411,16 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.set_defaults(func=_cmd_score)
 
+
+def _add_profile(sub: _Commands) -> None:
     profile = sub.add_parser(
         "profile",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="parameters and MACs of an architecture",
         description=textwrap.dedent(
             """\
             Count the parameters and multiply-accumulates (thop, batch 1) of the derived
             network of ARCH: a published name (fasterseg-student, fasterseg-teacher) or a
             genotype JSON file. "params" is the deployable network; "params_with_aux"
-            includes the training-only auxiliary heads.
+            includes the training-only auxiliary heads. --lut adds the latency a table
+            built at this size predicts; --measure times the network on this CPU with the
+            table's backend, threads and statistic, or without --lut with PyTorch on this
+            process's threads (median call).
 
             example:
               fasterseg profile fasterseg-student --height 1024 --width 2048 --json
@@ -438,9 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--json", action="store_true", help="print one JSON object")
     profile.set_defaults(func=_cmd_profile)
 
+
+def _add_train(sub: _Commands) -> None:
     train = sub.add_parser(
         "train",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="train a derived network (teacher, or student without a teacher)",
         description=textwrap.dedent(
             """\
@@ -461,9 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(train)
     train.set_defaults(func=_cmd_train)
 
+
+def _add_distill(sub: _Commands) -> None:
     distill = sub.add_parser(
         "distill",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="train a student with a frozen teacher (knowledge distillation)",
         description=textwrap.dedent(
             """\
@@ -482,9 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--teacher", required=True, type=Path, help="teacher checkpoint (.pt)")
     distill.set_defaults(func=_cmd_distill)
 
+
+def _add_evaluate(sub: _Commands) -> None:
     evaluate = sub.add_parser(
         "evaluate",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="evaluate a checkpoint; write prediction PNGs",
         description=textwrap.dedent(
             """\
@@ -492,7 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
             (any size: padded to a multiple of 32 inside, cropped back), optionally
             multi-scale and flipped. Prints mIoU, pixel accuracy and per-class IoU (the
             keys of `fasterseg score`); on a split without labels only writes predictions.
-            Predictions are labelId PNGs (the Cityscapes submission format) and colour PNGs.
+            Predictions are labelId PNGs (the Cityscapes submission format) and colour PNGs,
+            in two folders: --save-predictions DIR writes DIR/labelIds/*_labelIds.png (give
+            this folder to cityscapesscripts, e.g. as CITYSCAPES_RESULTS) and
+            DIR/color/*_color.png.
 
             example:
               fasterseg evaluate runs/student/best.pt --data runs/data/synthetic --json
@@ -524,9 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=_cmd_evaluate)
 
+
+def _add_search(sub: _Commands) -> None:
     search = sub.add_parser(
         "search",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="search a teacher and a latency-constrained student",
         description=textwrap.dedent(
             """\
@@ -548,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(search, arch=False)
     search.set_defaults(func=_cmd_search)
 
+
+def _add_lut(sub: _Commands) -> None:
     lut = sub.add_parser(
         "lut",
         help="build or show a latency lookup table",
@@ -556,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     lut_sub = lut.add_subparsers(dest="lut_command", metavar="ACTION", parser_class=_Parser)
     build = lut_sub.add_parser(
         "build",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="time every kernel of the search space on this device",
         description=textwrap.dedent(
             """\
@@ -594,9 +562,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("file", type=Path, help="table file (JSON)")
     show.set_defaults(func=_cmd_lut_show)
 
+
+def _add_pipeline(sub: _Commands) -> None:
     pipeline = sub.add_parser(
         "pipeline",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="run everything: data, latency table, search, train, distill, report",
         description=textwrap.dedent(
             """\
@@ -622,9 +592,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pipeline.set_defaults(func=_cmd_pipeline)
 
+
+def _add_draw(sub: _Commands) -> None:
     draw = sub.add_parser(
         "draw",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="draw an architecture like the paper's Figure 6",
         description=textwrap.dedent(
             """\
@@ -640,9 +612,11 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--out", required=True, type=Path, help="PNG file to write")
     draw.set_defaults(func=_cmd_draw)
 
+
+def _add_export(sub: _Commands) -> None:
     export = sub.add_parser(
         "export",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="export a checkpoint to ONNX, verified with ONNX Runtime",
         description=textwrap.dedent(
             """\
@@ -668,6 +642,38 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-measure", action="store_true", help="skip the latency comparison")
     export.add_argument("--json", action="store_true", help="print one JSON object")
     export.set_defaults(func=_cmd_export)
+
+
+#: The subcommands in the order ``fasterseg --help`` lists them.
+_COMMANDS = (
+    _add_data, _add_score, _add_profile, _add_train, _add_distill, _add_evaluate, _add_search,
+    _add_lut, _add_pipeline, _add_draw, _add_export,
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fasterseg`` command."""
+    parser = _Parser(
+        prog="fasterseg",
+        formatter_class=_FMT,
+        description=textwrap.dedent(
+            """\
+            Latency-aware architecture search, retraining and distillation for real-time
+            semantic segmentation (FasterSeg, rebuilt).
+
+            Quick start (the whole method on built-in synthetic data, report in runs/demo):
+              fasterseg pipeline
+
+            Step by step: data synth -> lut build -> search -> train / distill ->
+            evaluate; `fasterseg COMMAND --help` explains each with an example.
+            """
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"fasterseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in _COMMANDS:
+        add(sub)
     return parser
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,10 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from tqdm import tqdm
 
 from .data.labels import IGNORE_INDEX, get_label_table
 from .errors import DataError
+from .progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +143,6 @@ def scores_dict(conf: ConfusionMatrix, class_names: Sequence[str]) -> dict:
     }
 
 
-def _stderr_is_tty() -> bool:
-    return sys.stderr is not None and sys.stderr.isatty()
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -183,8 +178,8 @@ def _match_predictions(pred_dir: Path, gt_files: Sequence[Path]) -> list[tuple[P
     """Pair each ground-truth file with the one prediction whose name starts with its
     ``{city}_{seq}_{frame}`` key (the cityscapesscripts pattern ``{key}*.png``).
 
-    Colour visualisations (``*_color.png``, written beside predictions by ``evaluate``) are
-    not predictions and are skipped.
+    Colour visualisations (``*_color.png``, which ``evaluate`` writes into ``color/`` beside
+    ``labelIds/``) are not predictions and are skipped.
     """
     keys = {gt.name[: -len(GT_SUFFIX)]: gt for gt in gt_files}
     lengths = sorted({len(k) for k in keys})
@@ -255,7 +250,7 @@ def score_folder(
     lut = table.lut().astype(np.int64)
     valid = table.valid_ids()
     conf = ConfusionMatrix(table.num_classes, ignore_index=IGNORE_INDEX, device="cpu")
-    for pred_path, gt_path in tqdm(pairs, desc="score", unit="img", disable=not _stderr_is_tty()):
+    for pred_path, gt_path in progress_bar(pairs, desc="score", unit="img"):
         gt = _read_label_png(gt_path, "ground truth")
         pred = _read_label_png(pred_path, "prediction")
         if pred.shape != gt.shape:

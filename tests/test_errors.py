@@ -208,9 +208,10 @@ CASES = [
      lambda e: ["lut", "build", "--out", _other_device(e), "--height", "64", "--width", "128"],
      "measured on a different device or setting (table vs current: cpu: "
      "'Imaginary CPU 9000' vs"),
-    ("--measure without a table",
-     lambda e: ["profile", "fasterseg-student", "--measure"],
-     "--measure needs --lut FILE"),
+    ("a table of another resolution",
+     lambda e: ["profile", "fasterseg-student", "--lut", _other_device(e), "--height", "64",
+                "--width", "64"],
+     "{tmp}/other.json was built at 64x128, not 64x64; profile at the table's size"),
     ("unknown dataset name",
      lambda e: ["train", "--config", str(e / "good.yaml"), "--arch", "fasterseg-student",
                 "--out", str(e / "o"), "--data", str(e / "data"), "data.dataset=kitti",

@@ -1,6 +1,8 @@
 """Evaluation: whole-image or sliding-window inference at any size (padded to a multiple of 32
 inside, cropped back), optional multi-scale and flip, mIoU/pixel accuracy/per-class IoU,
-prediction PNGs; under torchrun the images are shared out and the confusion matrices summed."""
+prediction PNGs; under torchrun the images are shared out and the confusion matrices summed.
+:func:`evaluate_checkpoint` evaluates a ``train``/``distill`` checkpoint on a dataset folder
+(``fasterseg evaluate``)."""
 
 from __future__ import annotations
 
@@ -14,15 +16,24 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from .. import distributed as dist
-from ..data.datasets import SegmentationFolder
+from ..config import config_from_dict
+from ..data.datasets import SegmentationFolder, build_dataset
+from ..data.transforms import eval_transforms
+from ..errors import DataError
 from ..io import atomic_write
 from ..metrics import ConfusionMatrix, scores_dict
-from .common import progress_disabled
+from ..progress import progress_bar
+from .checkpoint import load_checkpoint
+from .common import resolve_device
 
 STRIDE = 32
+#: Sub-folders of ``save_predictions``: the labelId PNGs (the Cityscapes submission format)
+#: and the colour PNGs apart, because cityscapesscripts searches its prediction folder
+#: recursively and stops at a second PNG that matches a ground-truth image.
+LABEL_IDS_DIR = "labelIds"
+COLOR_DIR = "color"
 
 
 def _forward_padded(model: nn.Module, image: Tensor) -> Tensor:
@@ -153,8 +164,10 @@ def evaluate(
     ``dataset`` must yield normalised images and full-size masks (``eval_transforms``).
     Returns ``{"miou", "pixel_accuracy", "per_class_iou", "images"}`` (the keys of
     ``fasterseg score``); on a split without labels only predictions are written and the
-    scores are None. With ``save_predictions``, writes ``NAME_labelIds.png`` (the Cityscapes
-    submission format: label ids) and ``NAME_color.png`` per image. ``window``/``overlap``
+    scores are None. With ``save_predictions``, writes per image
+    ``save_predictions/labelIds/NAME_labelIds.png`` (the Cityscapes submission format: label
+    ids; point cityscapesscripts at this folder) and ``save_predictions/color/NAME_color.png``
+    (:data:`LABEL_IDS_DIR`, :data:`COLOR_DIR`). ``window``/``overlap``
     select sliding-window inference (:func:`predict`). ``synced`` (under torchrun): each
     process evaluates every world-size-th image and all get the scores of the whole set.
     """
@@ -169,16 +182,11 @@ def evaluate(
     labelled = False
     n = len(dataset) if limit is None else min(limit, len(dataset))
     indices = dist.shard(n) if synced else range(n)
-    for i in tqdm(
-        indices,
-        desc="evaluate",
-        unit="img",
-        disable=progress_disabled(progress),
-        leave=False,
-    ):
+    dtype = next(model.parameters()).dtype  # a float64 run evaluates in float64
+    for i in progress_bar(indices, desc="evaluate", unit="img", enabled=progress):
         image, mask = dataset[i]
         prob = predict(
-            model, image.unsqueeze(0).to(device), scales=scales, flip=flip,
+            model, image.unsqueeze(0).to(device, dtype=dtype), scales=scales, flip=flip,
             window=window, overlap=overlap,
         )  # fmt: skip
         pred = prob.argmax(dim=1)[0]
@@ -189,8 +197,8 @@ def evaluate(
         if out_dir is not None:
             name = dataset.samples[i].name
             p = pred.cpu().numpy().astype(np.int64)
-            _save_png(out_dir / f"{name}_labelIds.png", to_id[p])
-            _save_png(out_dir / f"{name}_color.png", palette[p])
+            _save_png(out_dir / LABEL_IDS_DIR / f"{name}_labelIds.png", to_id[p])
+            _save_png(out_dir / COLOR_DIR / f"{name}_color.png", palette[p])
     if synced and dist.is_distributed():
         conf.matrix = dist.all_reduce_sum(conf.matrix)
         labelled = bool(dist.all_reduce_sum(torch.tensor(int(labelled), device=device)))
@@ -204,3 +212,52 @@ def evaluate(
     result = scores_dict(conf, dataset.class_names)
     result["images"] = n
     return result
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    data_root: str | os.PathLike,
+    *,
+    split: str = "val",
+    device: torch.device | str = "auto",
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    save_predictions: str | os.PathLike | None = None,
+    window: Sequence[int] | None = None,
+    overlap: float = 1 / 3,
+    skip_corrupt: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Evaluate a ``train``/``distill`` checkpoint on ``data_root``/``split`` with
+    :func:`evaluate`.
+
+    The dataset kind (``cityscapes``, ``camvid``) and evaluation downsampling come from the
+    configuration saved in the checkpoint. ``device`` is ``auto`` (CUDA when available), a name
+    or a torch.device; ``skip_corrupt`` leaves out unreadable images (see ``build_dataset``).
+    Returns what :func:`evaluate` returns.
+
+    Raises:
+        CheckpointError: a missing, corrupt or non-training checkpoint.
+        ConfigError: a bad device or saved configuration.
+        DataError: a bad dataset folder, or one whose class count differs from the model's.
+    """
+    # train imports this module (it validates with evaluate), so import from it at call time.
+    from .train import load_trained_model
+
+    dev = resolve_device(str(device))
+    state = load_checkpoint(checkpoint)
+    cfg = config_from_dict(state.get("config", {}), source=f"{checkpoint} [config]")
+    model = load_trained_model(checkpoint, device=dev)
+    dataset = build_dataset(
+        cfg.data.dataset, data_root, split, eval_transforms(cfg.data.downsample),
+        skip_corrupt=skip_corrupt,
+    )  # fmt: skip
+    if dataset.num_classes != model.num_classes:
+        raise DataError(
+            f"{checkpoint} predicts {model.num_classes} classes but {data_root} "
+            f"({cfg.data.dataset}) has {dataset.num_classes}"
+        )
+    return evaluate(
+        model, dataset, device=dev, scales=scales, flip=flip, save_predictions=save_predictions,
+        progress=progress, window=window, overlap=overlap,
+    )  # fmt: skip

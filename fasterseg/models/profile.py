@@ -1,14 +1,22 @@
-"""Size and compute of a derived network: parameters and thop's multiply-accumulate count."""
+"""Size, compute and latency of a derived network: parameters, thop's multiply-accumulate count,
+the latency a table predicts and the latency measured end to end."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..genotype import Genotype
 from .network import Network
+
+if TYPE_CHECKING:
+    from ..latency import LatencyTable
+
+#: How ``profile_genotype(measure=True)`` times a network when no table says otherwise: the
+#: PyTorch eager backend on the thread count this process runs with (None), median call.
+DEFAULT_MEASURE = {"backend": "torch", "threads": None, "statistic": "median"}
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -17,23 +25,53 @@ def count_params(module: torch.nn.Module) -> int:
 
 
 def profile_genotype(
-    genotype: Genotype, *, height: int, width: int, num_classes: int = 19
+    genotype: Genotype,
+    *,
+    height: int,
+    width: int,
+    num_classes: int = 19,
+    table: LatencyTable | None = None,
+    measure: bool = False,
 ) -> dict[str, Any]:
-    """Parameters and MACs of ``genotype``'s network at batch 1 and (height, width).
+    """Parameters, MACs and optionally latency of ``genotype``'s network at batch 1, (height,
+    width).
 
     Returns ``{"name", "height", "width", "num_classes", "params", "params_with_aux", "macs"}``:
     ``params`` counts the deployable network, ``params_with_aux`` includes the training-only
     auxiliary heads, ``macs`` is thop's count of an eval forward (batch norm counted by thop).
+
+    With ``table`` (built at the same height and width) adds ``latency_ms_predicted`` (the sum of
+    the network's kernels in the table) and, when the table carries a calibration,
+    ``latency_ms_predicted_calibrated``. With ``measure`` adds ``latency_ms_measured`` and
+    ``latency_ms_measured_std``: the deployable network's forward on one (1, 3, height, width)
+    image timed on the CPU, with the table's backend, threads and statistic, or without a table
+    with :data:`DEFAULT_MEASURE`; ``latency_measured_with`` records the backend, thread count and
+    statistic used.
+
+    Raises:
+        LatencyTableError: ``table`` was built at another height or width.
     """
     import thop
 
+    # latency builds on models (its kernel enumeration plans layers with models.network):
+    # imported here so that importing models never loads latency.
+    from ..latency import LatencyTableError, genotype_latency, measure_network
+    from ..latency.measure import resolve_threads
+
+    if table is not None:
+        h, w = table.fingerprint.get("height"), table.fingerprint.get("width")
+        if (h, w) != (height, width):  # its entries are kernels at that input's resolutions
+            raise LatencyTableError(
+                f"{table.path or 'latency table'} was built at {h}x{w}, not {height}x{width}; "
+                "profile at the table's size"
+            )
     deploy = Network(genotype, num_classes).eval()
     train_build = Network(genotype, num_classes, aux=True)
     x = torch.zeros(1, 3, height, width)
     with torch.inference_mode():
         # thop adds buffers and hooks to the model it profiles; profile a throwaway copy.
         macs, _ = thop.profile(copy.deepcopy(deploy), inputs=(x,), verbose=False)
-    return {
+    result: dict[str, Any] = {
         "name": genotype.name,
         "height": height,
         "width": width,
@@ -42,3 +80,19 @@ def profile_genotype(
         "params_with_aux": count_params(train_build),
         "macs": int(macs),
     }
+    settings = dict(DEFAULT_MEASURE)
+    if table is not None:
+        predicted = genotype_latency(
+            genotype, table, height=height, width=width, num_classes=num_classes
+        )
+        result["latency_ms_predicted"] = predicted
+        if table.calibration is not None:  # fitted on networks measured end to end
+            result["latency_ms_predicted_calibrated"] = table.calibration.apply(predicted)
+        settings = {k: table.fingerprint.get(k, v) for k, v in DEFAULT_MEASURE.items()}
+    if measure:
+        settings["threads"] = resolve_threads(settings["threads"])
+        m = measure_network(deploy, height, width, **settings)
+        result["latency_ms_measured"] = m.ms
+        result["latency_ms_measured_std"] = m.std
+        result["latency_measured_with"] = settings
+    return result

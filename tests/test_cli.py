@@ -1,0 +1,181 @@
+"""The ``fasterseg`` command as a thin layer: every subcommand's help, ``profile --measure``
+without a table, and ``evaluate``'s prediction folders read by cityscapesscripts' own evaluator."""
+
+import argparse
+import copy
+import json
+import logging
+import math
+
+import pytest
+import torch
+
+from fasterseg.cli import build_parser, main
+from fasterseg.config import config_from_dict
+from fasterseg.data.synth import generate_dataset
+from fasterseg.engine.evaluate import evaluate_checkpoint
+from fasterseg.engine.train import train
+from fasterseg.genotype import Branch, Genotype
+from fasterseg.latency import LatencyTable, Measurement, device_fingerprint, genotype_kernels
+
+TINY = Genotype(
+    "tiny", 4, 1.0, 1.0, (0.5, 1.0),
+    (Branch(("conv", "conv"), (0, 0), (1.0, 1.0)),),
+)  # fmt: skip
+H, W = 64, 64
+
+
+def _subparsers(parser: argparse.ArgumentParser, path=()):
+    """(command words, parser) of every command that runs something (has a handler)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if "func" in sub._defaults:
+                    yield (*path, name), sub
+                yield from _subparsers(sub, (*path, name))
+
+
+def test_every_command_help_names_all_its_options(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # help lines wide enough that no help text is split
+    commands = list(_subparsers(build_parser()))
+    assert len(commands) == 12  # data synth, lut build/show and the nine others
+    for words, sub in commands:
+        with pytest.raises(SystemExit) as exit_:
+            main([*words, "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: fasterseg {' '.join(words)} "), words
+        for action in sub._actions:
+            for option in action.option_strings:
+                assert option in text, (words, option)
+            if action.help:
+                assert " ".join(action.help.split()) in " ".join(text.split()), (words, action.help)
+
+
+# ---------------------------------------------------------------- profile
+@pytest.fixture()
+def tiny_arch(tmp_path):
+    path = tmp_path / "tiny.json"
+    TINY.save(path)
+    return str(path)
+
+
+def test_profile_measures_without_a_table(tiny_arch, capsys):
+    argv = ["profile", tiny_arch, "--height", str(H), "--width", str(W), "--measure", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["latency_ms_measured"] > 0
+    assert result["latency_ms_measured_std"] >= 0
+    assert result["latency_measured_with"] == {
+        "backend": "torch", "threads": torch.get_num_threads(), "statistic": "median",
+    }  # fmt: skip
+    assert "latency_ms_predicted" not in result
+    # The text output says what was measured and how.
+    assert main(argv[:-1]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "latency measured" in x)
+    assert f"(torch, {torch.get_num_threads()} threads, median)" in line
+
+
+def test_profile_measures_with_the_tables_settings(tiny_arch, tmp_path, capsys):
+    specs = genotype_kernels(TINY, H, W)
+    table = LatencyTable(device_fingerprint("torch", "cpu", 1, H, W, statistic="min"))
+    for spec in specs:
+        table.add(spec, Measurement(0.5, 0.01, 5))
+    table.save(tmp_path / "lut.json")
+    argv = ["profile", tiny_arch, "--height", str(H), "--width", str(W), "--json",
+            "--lut", str(tmp_path / "lut.json"), "--measure"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["latency_ms_predicted"] == pytest.approx(0.5 * len(specs))
+    assert result["latency_ms_measured"] > 0
+    assert result["latency_measured_with"] == {"backend": "torch", "threads": 1, "statistic": "min"}
+
+
+# ---------------------------------------------------------------- evaluate
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny synthetic dataset (3 val images, 1 unlabelled test image) and a checkpoint."""
+    t = tmp_path_factory.mktemp("cli")
+    generate_dataset(t / "data", train=4, val=3, test=1, size=(64, 128), seed=0)
+    cfg = config_from_dict(
+        {
+            "data": {"root": str(t / "data"), "crop": [64, 128], "scales": [1.0],
+                     "batch_size": 2, "workers": 0},
+            "train": {"epochs": 1, "iters_per_epoch": 3, "ohem_min_kept": 64, "device": "cpu"},
+        }
+    )  # fmt: skip
+    train(cfg, TINY, t / "run", progress=False)
+    return t / "data", t / "run" / "last.pt"
+
+
+def _cityscapes_args(prediction_path):
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval
+
+    args = copy.copy(cs_eval.args)  # a copy: the module-level args object is global state
+    args.predictionPath = str(prediction_path)
+    args.predictionWalk = None
+    # Its instance-level score calls np.in1d, which numpy 2.4 removed.
+    args.evalInstLevelScore = False
+    args.JSONOutput = False
+    args.quiet = True
+    return args
+
+
+def test_evaluate_predictions_pass_the_official_evaluator(trained, tmp_path, capsys, caplog):
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval
+
+    data, ckpt = trained
+    preds = tmp_path / "preds"
+    caplog.set_level(logging.INFO, logger="fasterseg.progress")
+    argv = ["evaluate", str(ckpt), "--data", str(data), "--save-predictions", str(preds),
+            "--device", "cpu", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    ours = json.loads(out)
+    # Off a terminal, progress is a few log lines, not a carriage-return bar.
+    assert "\r" not in err
+    assert [m for m in caplog.messages if m.startswith("evaluate: ")][-1].startswith(
+        "evaluate: 3/3 img (100%"
+    )
+
+    gts = sorted((data / "gtFine" / "val").glob("*/*_gtFine_labelIds.png"))
+    keys = [gt.name[: -len("_gtFine_labelIds.png")] for gt in gts]
+    assert len(keys) == ours["images"] == 3
+    assert sorted(p.name for p in preds.iterdir()) == ["color", "labelIds"]
+    assert sorted(p.name for p in (preds / "labelIds").iterdir()) == [
+        f"{k}_labelIds.png" for k in keys
+    ]
+    assert sorted(p.name for p in (preds / "color").iterdir()) == [f"{k}_color.png" for k in keys]
+
+    # cityscapesscripts finds the predictions itself, in the folder as evaluate wrote it.
+    args = _cityscapes_args(preds / "labelIds")
+    pred_list = [cs_eval.getPrediction(args, str(gt)) for gt in gts]
+    assert pred_list == [str(preds / "labelIds" / f"{k}_labelIds.png") for k in keys]
+    ref = cs_eval.evaluateImgLists(pred_list, [str(gt) for gt in gts], args)
+    assert ours["miou"] == pytest.approx(ref["averageScoreClasses"], abs=1e-6)
+    for name, iou in ours["per_class_iou"].items():
+        expected = ref["classScores"][name]
+        if math.isnan(expected):
+            assert iou is None, name
+        else:
+            assert iou == pytest.approx(expected, abs=1e-6), name
+    assert sum(iou is not None for iou in ours["per_class_iou"].values()) >= 2
+
+    # The whole folder still scores with `fasterseg score` (colour PNGs skipped), and the
+    # Python API returns what the command printed.
+    assert main(["score", str(preds), "--gt", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["miou"] == pytest.approx(ours["miou"], abs=1e-12)
+    assert evaluate_checkpoint(ckpt, data, device="cpu", progress=False) == ours
+
+
+def test_evaluate_unlabelled_split_says_where_the_predictions_are(trained, tmp_path, capsys):
+    data, ckpt = trained
+    preds = tmp_path / "preds"
+    argv = ["evaluate", str(ckpt), "--data", str(data), "--split", "test", "--device", "cpu"]
+    assert main([*argv, "--save-predictions", str(preds)]) == 0
+    assert capsys.readouterr().out == (
+        f"1 images without labels; predictions in {preds / 'labelIds'}\n"
+    )
+    assert len(list((preds / "labelIds").glob("*_labelIds.png"))) == 1
+    assert main(argv) == 0
+    assert "no predictions saved" in capsys.readouterr().out
