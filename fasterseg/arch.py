@@ -2,16 +2,16 @@
 cells a layer has and what each reads. One home for the supernet, the derived network, the
 latency enumeration and estimate and the report's drawings.
 
-Plain functions without torch, below ``space`` and ``models`` so that every user can import
-them. Scale index ``s`` (0, 1, 2) means /8, /16, /32; ``layers`` is the number of layers L.
+Plain functions without torch and with no run-time import from the package, below
+``genotype``, ``space`` and ``models`` so that every user can import them (``genotype`` takes
+``NUM_SCALES``, ``nf`` and ``scale_rate`` from here). Scale index ``s`` (0, 1, 2) means /8,
+/16, /32; ``layers`` is the number of layers L.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-
-from .genotype import NUM_SCALES, nf, scale_rate
 
 if TYPE_CHECKING:
     from .config import SpaceConfig
@@ -23,13 +23,30 @@ __all__ = [
     "channels",
     "has_down",
     "layer_channels",
+    "nf",
     "ratio_row",
     "ratio_rows",
     "role_widths",
+    "scale_rate",
     "stem_channels",
 ]
 
 T = TypeVar("T")
+
+NUM_SCALES = 3
+
+
+def nf(rate: int, width: float, fch: int) -> int:
+    """Channels of a feature at down-sampling ``rate`` (2, 4, 8, 16, 32) and width multiplier.
+
+    ``round(rate * fch * width)``: 96/192/384 at /8, /16, /32 for width 1 and Fch 12.
+    """
+    return round(rate * fch * width)
+
+
+def scale_rate(scale_index: int) -> int:
+    """Down-sampling rate of scale index 0, 1, 2: 8, 16, 32."""
+    return 8 * 2**scale_index
 
 
 def channels(scale: int, width: float, fch: int) -> int:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .arch import NUM_SCALES, ratio_row, ratio_rows
 from .errors import ConfigError, GenotypeError
 from .genotype import Branch, Genotype
 
@@ -324,8 +325,7 @@ def _widths(
         if ratios is None:
             widths.append(1.0)
         else:
-            # row of the output of layer-1 at its output scale (ArchParams.ratios layout)
-            row = layer - 2 if scale == 2 else layer - 1
+            row = ratio_row(scale, layer - 1)
             widths.append(float(width_choices[int(np.argmax(ratios[scale][row]))]))
     return [*widths, float(head_width)]
 
@@ -400,7 +400,11 @@ def _softmax(x: np.ndarray, times: int) -> np.ndarray:
 
 
 def _check_last(last: Any) -> None:
-    if not isinstance(last, (int, np.integer)) or isinstance(last, bool) or last not in (0, 1, 2):
+    if (
+        not isinstance(last, (int, np.integer))
+        or isinstance(last, bool)
+        or last not in range(NUM_SCALES)
+    ):
         raise ConfigError(f"decode: a branch 'last' must be 0, 1 or 2 (/8, /16, /32), got {last!r}")
 
 
@@ -429,10 +433,10 @@ def _prepare(arch: ArchParams, ops: Sequence[str], width_choices: Sequence[float
         raise ConfigError("decode: 'ops' holds only 'skip'; a replacement op is needed")
     if not len(width_choices):
         raise ConfigError("decode: 'width_choices' must not be empty")
-    if len(arch.alphas) != 3 or len(arch.betas) != 2:
+    if len(arch.alphas) != NUM_SCALES or len(arch.betas) != NUM_SCALES - 1:
         raise GenotypeError(
-            f"arch params: expected 3 alphas and 2 betas, got {len(arch.alphas)} and "
-            f"{len(arch.betas)}"
+            f"arch params: expected {NUM_SCALES} alphas and {NUM_SCALES - 1} betas, got "
+            f"{len(arch.alphas)} and {len(arch.betas)}"
         )
     alphas = tuple(_to_numpy(a, f"alphas[{s}]") for s, a in enumerate(arch.alphas))
     n_layers = alphas[0].shape[0] if alphas[0].ndim == 2 else -1
@@ -449,12 +453,14 @@ def _prepare(arch: ArchParams, ops: Sequence[str], width_choices: Sequence[float
     }
     ratios = None
     if arch.ratios is not None:
-        if len(arch.ratios) != 3:
-            raise GenotypeError(f"arch params: expected 3 ratios, got {len(arch.ratios)}")
+        if len(arch.ratios) != NUM_SCALES:
+            raise GenotypeError(
+                f"arch params: expected {NUM_SCALES} ratios, got {len(arch.ratios)}"
+            )
         ratios = tuple(_to_numpy(r, f"ratios[{s}]") for s, r in enumerate(arch.ratios))
         k = len(width_choices)
-        for s, rows in enumerate((n_layers - 1, n_layers - 1, n_layers - 2)):
-            expected[f"ratios[{s}]"] = (ratios[s], (rows, k))
+        for s in range(NUM_SCALES):
+            expected[f"ratios[{s}]"] = (ratios[s], (ratio_rows(s, n_layers), k))
     for key, (array, shape) in expected.items():
         if array.shape != shape:
             raise GenotypeError(

@@ -24,25 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# nf and scale_rate are re-exported: callers import them from here as well as from arch.
+from .arch import NUM_SCALES as NUM_SCALES
+from .arch import nf as nf
+from .arch import scale_rate as scale_rate
 from .errors import GenotypeError
 from .io import atomic_write_json
 
 FORMAT = "fasterseg-genotype"
 VERSION = 1
-NUM_SCALES = 3
-
-
-def nf(rate: int, width: float, fch: int) -> int:
-    """Channels of a feature at down-sampling ``rate`` (2, 4, 8, 16, 32) and width multiplier.
-
-    ``round(rate * fch * width)``: 96/192/384 at /8, /16, /32 for width 1 and Fch 12.
-    """
-    return round(rate * fch * width)
-
-
-def scale_rate(scale_index: int) -> int:
-    """Down-sampling rate of scale index 0, 1, 2: 8, 16, 32."""
-    return 8 * 2**scale_index
 
 
 @dataclass(frozen=True)

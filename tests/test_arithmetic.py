@@ -1,8 +1,12 @@
 """fasterseg.arch against the numbers of the method (docs: fasterseg-method.md, sections 1.2-1.5
 and the published student/teacher tables), worked out by hand."""
 
+import subprocess
+import sys
+
 import pytest
 
+from fasterseg import arch, genotype
 from fasterseg.arch import (
     NUM_SCALES,
     cell_inputs,
@@ -10,9 +14,11 @@ from fasterseg.arch import (
     channels,
     has_down,
     layer_channels,
+    nf,
     ratio_row,
     ratio_rows,
     role_widths,
+    scale_rate,
     stem_channels,
 )
 from fasterseg.config import SpaceConfig
@@ -22,6 +28,31 @@ FCH = 12  # the paper's base channels
 
 def test_three_scales():
     assert NUM_SCALES == 3
+    assert [scale_rate(s) for s in range(NUM_SCALES)] == [8, 16, 32]
+
+
+def test_nf_rounds_rate_times_fch_times_width():
+    assert [nf(r, 1.0, FCH) for r in (2, 4, 8, 16, 32)] == [24, 48, 96, 192, 384]
+    assert nf(8, 10 / 12, 4) == 27  # 26.67 rounds up
+    assert nf(2, 8 / 12, FCH) == 16
+
+
+def test_genotype_reexports_the_arch_definitions():
+    assert (genotype.NUM_SCALES, genotype.nf, genotype.scale_rate) == (
+        arch.NUM_SCALES,
+        arch.nf,
+        arch.scale_rate,
+    )
+
+
+def test_arch_imports_neither_torch_nor_the_rest_of_the_package():
+    # arch sits below genotype (which imports it), so it must not import genotype back
+    code = (
+        "import sys, fasterseg.arch\n"
+        "print('torch' in sys.modules, sorted(m for m in sys.modules if m.startswith('fasterseg')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False ['fasterseg', 'fasterseg.arch']"
 
 
 def test_channels_at_full_and_reduced_width():

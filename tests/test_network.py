@@ -1,5 +1,6 @@
 """Derived network: published sizes and compute, shared prefix, aggregation, aux heads."""
 
+import hashlib
 import json
 
 import pytest
@@ -61,6 +62,44 @@ def test_published_size_and_compute(name, params, params_aux, macs):
     assert abs(r["params"] / params - 1) < 0.002
     assert abs(r["params_with_aux"] / params_aux - 1) < 0.002
     assert abs(r["macs"] / macs - 1) < 0.002
+
+
+@pytest.mark.parametrize(
+    "name, aux, count, digest",
+    [
+        (
+            "fasterseg-student",
+            False,
+            266,
+            "851579c9b6b1ea3e91027d2e73b3b1eae145179199e8d72fe33632bb86fc0d01",
+        ),
+        (
+            "fasterseg-student",
+            True,
+            282,
+            "a404bc86cdfeca8503469c6b256750023905bdad0cc88f426b645d9bf2384918",
+        ),
+        (
+            "fasterseg-teacher",
+            False,
+            398,
+            "4f050a6306298741f33abea0e6411dc720c0919c28b2cd77c987449b78f96398",
+        ),
+        (
+            "fasterseg-teacher",
+            True,
+            414,
+            "0f730880576658476a7ec8eea3071ca7a1c6fbd83e9cc3cb055dcc1674fa502a",
+        ),
+    ],
+)
+def test_published_state_dict_keys_and_shapes_are_pinned(name, aux, count, digest):
+    # Saved checkpoints and reference-format weights load by these keys and shapes: a renamed or
+    # renumbered module must show up here, not as a failed load_state_dict in a user's run.
+    state = create_model(name, aux=aux).state_dict()
+    lines = sorted(f"{key}:{tuple(value.shape)}" for key, value in state.items())
+    assert len(lines) == count
+    assert hashlib.sha256("\n".join(lines).encode()).hexdigest() == digest
 
 
 def test_aux_heads_only_when_built_and_training():
