@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import importlib.util
 import json
 import logging
 import math
@@ -143,17 +144,12 @@ def summarize(times: list[float], macs: int, statistic: str) -> dict[str, Any]:
 def _onnxruntime_session(model: nn.Module, x: torch.Tensor, threads: int) -> Any:
     """An ONNX Runtime session (CPU provider, ``threads`` intra-op threads) of the
     batch-norm-folded ``model``, or None when onnxruntime is not installed."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
+    if importlib.util.find_spec("onnxruntime") is None:
         return None
-    from fasterseg.latency.measure import export_onnx
+    from fasterseg.latency.measure import onnxruntime_session, trace_to_onnx
 
-    data = export_onnx(prepare_for_inference(model, channels_last=False), x)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    data = trace_to_onnx(prepare_for_inference(model, channels_last=False), x)
+    return onnxruntime_session(data, threads)
 
 
 def bench_size(

@@ -11,24 +11,27 @@ Optionally it times both (batch 1, end to end, the same thread count).
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import statistics
-import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .engine.train import load_trained_model
 from .errors import ConfigError, UserError
 from .io import atomic_write
-from .latency.measure import WARMUP_CALLS, measure_network, resolve_threads
+from .latency.measure import (
+    import_onnxruntime,
+    measure_network,
+    measure_onnx,
+    onnxruntime_session,
+    resolve_threads,
+    trace_to_onnx,
+)
 from .models.deploy import prepare_for_inference
 
 log = logging.getLogger(__name__)
@@ -60,17 +63,6 @@ def _import_onnx() -> Any:
     return onnx
 
 
-def _import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ExportError(
-            "verifying and timing an ONNX export needs ONNX Runtime: pip install onnxruntime "
-            "(or pip install fasterseg[export]; verify=False and measure=False skip it)"
-        ) from None
-    return onnxruntime
-
-
 def _check_size(name: str, value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"export {name} must be a positive integer, got {value!r}")
@@ -90,39 +82,6 @@ def _torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _trace_to_onnx(module: nn.Module, example: Tensor, opset: int, dynamic: bool) -> bytes:
-    """The ONNX model (bytes) of ``module`` traced on ``example`` (N, 3, H, W)."""
-    axes = {0: "batch", 2: "height", 3: "width"}
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # The TorchScript exporter needs no extra package; its deprecation notice does not
-        # concern this use. Its tracer warnings about sizes turned into constants are expected
-        # for a fixed-size export, and for a dynamic one the second-size check below catches
-        # any size that was frozen.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(
-            module,
-            (example,),
-            buf,
-            opset_version=opset,
-            dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None,
-        )
-    return buf.getvalue()
-
-
-def _session(ort: Any, model: bytes, threads: int) -> Any:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
@@ -170,7 +129,7 @@ def _verify(
     shape; return the worst figures over them. Raises ExportError when a check fails."""
     failures = _ort_errors(ort)
     try:
-        session = _session(ort, model, threads)
+        session = onnxruntime_session(model, threads)
     except failures as exc:
         raise ExportError(f"ONNX Runtime cannot load the exported model ({exc})") from exc
     gen = torch.Generator().manual_seed(0)
@@ -206,31 +165,6 @@ def _verify(
         worst["relative_diff"] = max(worst["relative_diff"], figures["relative_diff"])
         worst["argmax_agreement"] = min(worst["argmax_agreement"], figures["argmax_agreement"])
     return worst
-
-
-def _time_session(
-    ort: Any, model: bytes, height: int, width: int, threads: int, min_time: float
-) -> float:
-    """Median latency (ms) of one (1, 3, height, width) call of ``model`` in ONNX Runtime, with
-    the warm-up and budget of :func:`fasterseg.latency.measure.measure_module`."""
-    session = _session(ort, model, threads)
-    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0)).numpy()
-    feeds = {INPUT_NAME: x}
-
-    def timed() -> float:
-        t0 = time.perf_counter()
-        session.run(None, feeds)
-        return (time.perf_counter() - t0) * 1e3
-
-    start, warm = time.perf_counter(), 0
-    while warm < WARMUP_CALLS or time.perf_counter() - start < min_time / 4:
-        timed()
-        warm += 1
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or time.perf_counter() - start < min_time:
-        times.append(timed())
-    return float(statistics.median(times))
 
 
 def export_onnx(
@@ -275,13 +209,29 @@ def export_onnx(
         raise ConfigError(f"export min_time must be >= 0 seconds, got {min_time!r}")
     n_threads = resolve_threads(threads)
     onnx = _import_onnx()
-    ort = _import_onnxruntime() if verify or measure else None
+    ort = (
+        import_onnxruntime(
+            "verifying and timing an ONNX export",
+            hint="or pip install fasterseg[export]; verify=False and measure=False skip it",
+            error=ExportError,
+        )
+        if verify or measure
+        else None
+    )
 
     model = load_trained_model(checkpoint, device="cpu")
     net = prepare_for_inference(model, channels_last=False)
     example = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    axes = {0: "batch", 2: "height", 3: "width"}
     with _torch_threads(n_threads):
-        data = _trace_to_onnx(net, example, opset, dynamic)
+        data = trace_to_onnx(
+            net,
+            example,
+            opset=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None,
+        )
     try:
         onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -299,7 +249,7 @@ def export_onnx(
         latency_torch = measure_network(
             net, height, width, backend="torch", threads=n_threads, min_time=min_time
         ).ms
-        latency_ort = _time_session(ort, data, height, width, n_threads, min_time)
+        latency_ort = measure_onnx(data, example, threads=n_threads, min_time=min_time).ms
         speedup = latency_torch / latency_ort
     return {
         "onnx": str(out),

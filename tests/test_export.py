@@ -14,6 +14,7 @@ from fasterseg.engine.train import load_trained_model, train
 from fasterseg.errors import ConfigError, UserError
 from fasterseg.export import ExportError, compare_logits, export_onnx, format_export_result
 from fasterseg.genotype import Branch, Genotype
+from fasterseg.latency import measure_module
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -44,7 +45,8 @@ def checkpoint(tmp_path_factory):
             "data": {"root": str(root), "crop": [H, W], "scales": [1.0], "batch_size": 2,
                      "workers": 0},
             "train": {"epochs": 1, "iters_per_epoch": 2, "lr": 0.05, "ohem_min_kept": 512,
-                      "eval_every": 1, "device": "cpu"},
+                      "eval_every": 1},
+            "runtime": {"device": "cpu"},
         }
     )  # fmt: skip
     run = tmp_path_factory.mktemp("run")
@@ -178,9 +180,19 @@ def test_failed_verification_reports_the_figures_and_writes_nothing(
 
 def test_missing_onnxruntime_says_how_to_install(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(ExportError, match=r"pip install onnxruntime") as info:
+    with pytest.raises(ExportError) as info:
         export_onnx(checkpoint, tmp_path / "m.onnx", height=H, width=W, **FAST)
-    assert isinstance(info.value, UserError)
+    assert str(info.value) == (
+        "verifying and timing an ONNX export needs ONNX Runtime: pip install onnxruntime "
+        "(or pip install fasterseg[export]; verify=False and measure=False skip it)"
+    )
+    assert isinstance(info.value, UserError) and not (tmp_path / "m.onnx").exists()
+    # The latency backend shares the importer and says who needs the package.
+    with pytest.raises(ConfigError) as info:
+        measure_module(torch.nn.Identity(), torch.zeros(1, 1, 2, 2), backend="onnxruntime")
+    assert str(info.value) == (
+        "the onnxruntime latency backend needs ONNX Runtime: pip install onnxruntime"
+    )
     # Without verification and timing, ONNX Runtime is not needed.
     result = export_onnx(
         checkpoint, tmp_path / "m.onnx", height=H, width=W, verify=False, measure=False, **FAST

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ..config import SpaceConfig
+from ..progress import progress_bar
 from .enumerate import check_resolution, space_kernels
 from .measure import check_backend, measure_module, resolve_threads
 from .spec import OpSpec, build_module, example_input
@@ -45,8 +45,9 @@ def build_table(
     count and resolution, else LatencyTableError) and only missing entries are measured. The
     table is saved atomically every ``save_every`` new entries and at the end, so a killed
     build resumes where it stopped. ``statistic`` (``median``, or ``min`` on a machine shared
-    with other busy processes) is what each entry's ``ms`` holds. ``progress`` shows a progress
-    bar with ETA on stderr. Height and width must be multiples of 32 (ConfigError otherwise).
+    with other busy processes) is what each entry's ``ms`` holds. ``progress`` shows a bar
+    on a terminal, a log line per tenth elsewhere. Height and width must be multiples of 32
+    (ConfigError otherwise).
     """
     check_resolution(height, width)
     dev = check_backend(backend, device)
@@ -72,7 +73,7 @@ def build_table(
         len(table),
         len(todo),
     )
-    bar = tqdm(todo, desc="measuring kernels", unit="kernel", disable=not progress)
+    bar = progress_bar(todo, desc="measuring kernels", unit="kernel", enabled=progress)
     done = 0
     for spec in bar:
         module = build_module(spec)

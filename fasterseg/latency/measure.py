@@ -85,15 +85,32 @@ def check_backend(backend: str, device: torch.device | str) -> torch.device:
     return dev
 
 
-def import_onnxruntime() -> Any:
-    """Import ONNX Runtime, or raise ConfigError saying how to install it."""
+def import_onnxruntime(
+    needed_for: str = "the onnxruntime latency backend",
+    *,
+    hint: str = "",
+    error: type[Exception] = ConfigError,
+) -> Any:
+    """Import ONNX Runtime, or raise ``error`` saying what ``needed_for`` it and how to install
+    it (``hint``, when given, is added in parentheses)."""
     try:
         import onnxruntime
     except ImportError:
-        raise ConfigError(
-            "the onnxruntime latency backend needs ONNX Runtime: pip install onnxruntime"
-        ) from None
+        extra = f" ({hint})" if hint else ""
+        raise error(f"{needed_for} needs ONNX Runtime: pip install onnxruntime{extra}") from None
     return onnxruntime
+
+
+def onnxruntime_session(model: bytes, threads: int) -> Any:
+    """An ONNX Runtime session of ``model`` (ONNX bytes) on the CPU execution provider with
+    ``threads`` intra-op threads, one inter-op thread, sequential execution, errors-only log."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def check_statistic(statistic: str) -> str:
@@ -103,6 +120,11 @@ def check_statistic(statistic: str) -> str:
             f"latency statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}"
         )
     return statistic
+
+
+def _check_budget(min_time: float, min_runs: int) -> None:
+    if min_time < 0 or min_runs < 1:
+        raise ConfigError(f"min_time must be >= 0 and min_runs >= 1, got {min_time}, {min_runs}")
 
 
 def _time_calls(
@@ -151,22 +173,44 @@ def _as_tuple(inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
     return (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
 
 
-def export_onnx(module: nn.Module, inputs: Tensor | Sequence[Tensor]) -> bytes:
-    """The ONNX model (bytes) of an eval-mode ``module`` traced on ``inputs`` (CPU tensors)."""
+def trace_to_onnx(
+    module: nn.Module,
+    inputs: Tensor | Sequence[Tensor],
+    *,
+    opset: int = ONNX_OPSET,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+) -> bytes:
+    """The ONNX model (bytes) of an eval-mode ``module`` traced on ``inputs`` (CPU tensors).
+
+    Inputs are named ``input_names`` (default ``x0``, ``x1``, ...), outputs ``output_names``
+    (default: the exporter's names); ``dynamic_axes`` maps a name to its free axes, as in
+    ``torch.onnx.export`` (default: every size fixed to the traced one).
+    """
+    args = _as_tuple(inputs)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter needs no extra package (the dynamo one needs onnxscript);
-        # its deprecation notice says nothing about this use, and its tracer warnings about
-        # sizes becoming constants are what we want: the table is per input size.
+        # its deprecation notice says nothing about this use. Its tracer warnings about sizes
+        # turned into constants are expected: a latency table is per input size, and
+        # fasterseg.export verifies a dynamic export on a second size, which catches any size
+        # that was frozen.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             module,
-            _as_tuple(inputs),
+            args,
             buf,
-            opset_version=ONNX_OPSET,
+            opset_version=opset,
             dynamo=False,
-            input_names=[f"x{i}" for i in range(len(_as_tuple(inputs)))],
+            input_names=(
+                list(input_names)
+                if input_names is not None
+                else [f"x{i}" for i in range(len(args))]
+            ),
+            output_names=list(output_names) if output_names is not None else None,
+            dynamic_axes=dynamic_axes,
         )
     return buf.getvalue()
 
@@ -194,8 +238,7 @@ def measure_module(
     dev = check_backend(backend, device)
     check_statistic(statistic)
     n_threads = resolve_threads(threads)
-    if min_time < 0 or min_runs < 1:
-        raise ConfigError(f"min_time must be >= 0 and min_runs >= 1, got {min_time}, {min_runs}")
+    _check_budget(min_time, min_runs)
     was_training = module.training
     module.eval()
     try:
@@ -241,18 +284,34 @@ def _measure_onnxruntime(
     min_runs: int,
     statistic: str,
 ) -> Measurement:
-    ort = import_onnxruntime()
+    import_onnxruntime()  # before the export: a missing package is the error to report
     module.to("cpu")
     args = tuple(x.detach().cpu() for x in _as_tuple(inputs))
     with torch.inference_mode():
-        model = export_onnx(module, args)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), args)}
+        model = trace_to_onnx(module, args)
+    return measure_onnx(
+        model, args, threads=threads, min_time=min_time, min_runs=min_runs, statistic=statistic
+    )
+
+
+def measure_onnx(
+    model: bytes,
+    inputs: Tensor | Sequence[Tensor],
+    *,
+    threads: int | None = None,
+    min_time: float = 0.2,
+    min_runs: int = 3,
+    statistic: str = "median",
+) -> Measurement:
+    """Latency of one call of an ONNX ``model`` (bytes) in ONNX Runtime (CPU execution
+    provider) on ``inputs`` (tensors in the order of the model's inputs), with the timers,
+    budget and ``statistic`` of :func:`measure_module`."""
+    check_statistic(statistic)
+    n_threads = resolve_threads(threads)
+    _check_budget(min_time, min_runs)
+    session = onnxruntime_session(model, n_threads)
+    arrays = [x.detach().cpu().numpy() for x in _as_tuple(inputs)]
+    feeds = {i.name: a for i, a in zip(session.get_inputs(), arrays)}
 
     def call() -> object:
         return session.run(None, feeds)
