@@ -42,7 +42,7 @@ from torch.utils.benchmark import Timer
 
 from fasterseg.models import create_model, load_genotype
 from fasterseg.models.deploy import prepare_for_inference
-from fasterseg.models.profile import count_params, profile_genotype
+from fasterseg.profile import count_params, profile_genotype
 
 log = logging.getLogger("inference_latency")
 OURS = ("fasterseg-student", "fasterseg-teacher")

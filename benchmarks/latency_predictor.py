@@ -46,7 +46,7 @@ from fasterseg.latency import (
 )
 from fasterseg.latency.enumerate import random_genotype
 from fasterseg.models import Network
-from fasterseg.models.profile import profile_genotype
+from fasterseg.profile import profile_genotype
 
 
 def scores(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:

@@ -103,7 +103,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- profile
 def _cmd_profile(args: argparse.Namespace) -> int:
     from .models import load_genotype
-    from .models.profile import profile_genotype
+    from .profile import profile_genotype
 
     for name, value in (("--height", args.height), ("--width", args.width)):
         if value % 32:

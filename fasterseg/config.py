@@ -34,11 +34,11 @@ class DataConfig:
     """Dataset and augmentation.
 
     ``dataset`` is ``cityscapes`` (Cityscapes folder layout; the synthetic data uses it too) or
-    ``camvid``. ``crop`` is (height, width); ``scales`` are the random rescale factors;
-    ``downsample`` shrinks every image before augmentation (the search uses 2);
-    ``label_stride`` shrinks labels after cropping for /8 supervision (the search uses 8).
-    ``skip_corrupt`` leaves out unreadable images and labels (with a warning and a count)
-    instead of stopping with an error.
+    ``camvid``. ``crop`` is (height, width) of training crops (the search has its own, in
+    ``search``); ``scales`` are the random rescale factors; ``downsample`` shrinks every image
+    before augmentation (the search uses 2); ``label_stride`` shrinks labels after cropping
+    for /8 supervision (the search uses 8). ``skip_corrupt`` leaves out unreadable images and
+    labels (with a warning and a count) instead of stopping with an error.
     """
 
     dataset: str = "cityscapes"
@@ -52,7 +52,6 @@ class DataConfig:
     label_stride: int = 1
     batch_size: int = 12
     workers: int = 2
-    seed: int = 12345
     skip_corrupt: bool = False
 
 
@@ -77,17 +76,35 @@ class SpaceConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    """How a stage runs, whichever it is (search, training, distillation).
+
+    ``device`` is ``auto`` (CUDA when available), ``cpu`` or ``cuda[:i]``. ``seed`` seeds
+    every random choice of the run (weights, batches, widths, the search's data split).
+    ``amp`` (CUDA only, float32 only) runs forward passes in float16 autocast with loss
+    scaling; the published search ran in float32, so the search recipes leave it off.
+    ``channels_last`` stores weights and inputs in NHWC. Under torchrun batch sizes are
+    global and ``sync_bn`` takes batch-norm statistics over the global batch, so N processes
+    compute what one does. ``dtype`` ``float64`` runs weights, activations and losses in
+    double precision (slow; for checks that must not depend on float32 rounding).
+    """
+
+    device: str = "auto"
+    seed: int = 12345
+    amp: bool = False
+    channels_last: bool = False
+    sync_bn: bool = True
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Retraining (method section 6): SGD with per-epoch decay, OHEM on main + aux outputs.
 
     ``lr_schedule`` is ``exponential`` (lr * lr_gamma**epoch, as published) or ``poly``
     (lr * (1 - epoch/epochs)**poly_power). Validation runs after the first epoch, every
-    ``eval_every`` epochs and after the last. ``device`` is ``auto``, ``cpu`` or ``cuda[:i]``;
-    ``amp`` applies on CUDA only. ``grad_clip`` 0 disables clipping. Under torchrun
-    ``data.batch_size`` is the global batch (split evenly over the processes) and ``sync_bn``
-    takes batch-norm statistics over the global batch, so N processes train as one would.
-    ``dtype`` ``float64`` runs weights, activations and losses in double precision (slow; for
-    checks that must not depend on float32 rounding).
+    ``eval_every`` epochs and after the last. ``grad_clip`` 0 disables clipping.
+    ``ohem_min_kept`` 0 mines nothing (plain cross-entropy), as in the reference.
     """
 
     epochs: int = 600
@@ -98,17 +115,11 @@ class TrainConfig:
     lr_schedule: str = "exponential"
     lr_gamma: float = 0.992
     poly_power: float = 0.9
+    grad_clip: float = 0.0
     ohem_thresh: float = 0.7
     ohem_min_kept: int = 393216
     aux_weight: float = 0.2
-    grad_clip: float = 0.0
     eval_every: int = 10
-    seed: int = 12345
-    amp: bool = True
-    channels_last: bool = False
-    sync_bn: bool = True
-    device: str = "auto"
-    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -131,8 +142,10 @@ class LatencyConfig:
     ``height``/``width`` is the input resolution the table is built for (multiples of 32);
     ``threads`` 0 keeps torch's current thread count. ``statistic`` is the per-kernel figure
     kept: ``median`` of the timed calls, or ``min`` (their fastest), which estimates the
-    undisturbed latency on a machine shared with other work. ``reference_quirks`` reproduces
-    the reference's latency accumulation (method section 3.3) instead of the paper's formula.
+    undisturbed latency on a machine shared with other work. ``allow_mismatch`` lets the
+    search use a complete table measured elsewhere (another device, backend or thread count:
+    its fingerprint differs from this machine's) with a warning, instead of refusing it; such
+    a table is never completed here, so a missing kernel is an error.
     """
 
     table: str = "runs/lut.json"
@@ -144,25 +157,17 @@ class LatencyConfig:
     min_time: float = 0.2
     statistic: str = "median"
     allow_mismatch: bool = False
-    reference_quirks: bool = False
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Latency-aware collaborative search (method sections 3-5).
+    """The search's schedule and weight steps (method sections 3-5).
 
     The training split is divided (seeded) into a weight half and an architecture half
-    (``train_portion``). Pretraining trains weights only (the max/min/random/random sandwich);
-    the search alternates an architecture step (Adam) and a weight step (SGD) per iteration.
-    ``iters_per_epoch`` 0 means max(weight-half images // batch, 400) as published.
-    The student's latency weight lambda starts at ``latency_weight`` and is halved when a
-    candidate student is faster than ``latency_min_ms`` and doubled when one is slower than
-    ``latency_max_ms`` (predicted at the latency table's resolution). The reported objective is
-    mIoU * (latency / target_ms) ** objective_exponent. ``reference_*`` switches reproduce
-    documented quirks of the reference (method section 10) when true. Under torchrun the
-    batch sizes are global and ``sync_bn`` keeps batch-norm statistics global. ``amp``
-    (CUDA only) runs forward passes in float16 autocast with loss scaling; ``channels_last``
-    stores weights and inputs in NHWC; ``dtype`` as in TrainConfig.
+    (``train_portion``). Pretraining trains weights only (the max/min/random/random
+    sandwich); the search alternates an architecture step (``arch``) and a weight step (SGD
+    here) per iteration. ``iters_per_epoch`` 0 means max(weight-half images // batch, 400)
+    as published. ``eval_images`` is how many validation images score each epoch (0: all).
     """
 
     pretrain_epochs: int = 20
@@ -179,37 +184,95 @@ class SearchConfig:
     weight_decay: float = 5e-4
     lr_gamma: float = 0.978
     grad_clip: float = 5.0
-    arch_lr: float = 3e-4
-    arch_betas: tuple[float, float] = (0.5, 0.999)
-    arch_weight_decay: float = 0.0
-    latency_weight: float = 0.01
-    latency_min_ms: float = 1000 / 175
-    latency_max_ms: float = 1000 / 155
-    target_ms: float = 8.3
-    objective_exponent: float = -0.07
     ohem_thresh: float = 0.7
     eval_images: int = 0
-    seed: int = 12345
-    device: str = "auto"
-    sync_bn: bool = True
-    amp: bool = False
-    channels_last: bool = False
-    dtype: str = "float32"
-    reference_pretrain_teacher_only: bool = True
-    reference_teacher_pair_from_student: bool = True
-    reference_decode: bool = True
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """The search's architecture optimiser: Adam on alpha, beta and the width ratios."""
+
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """The student's latency budget: lambda x the latency term joins its architecture loss.
+
+    Lambda starts at ``latency_weight``; after each search epoch it halves when a candidate
+    student is predicted at or below ``min_ms`` and doubles when one is at or above
+    ``max_ms`` (at the latency table's resolution).
+    """
+
+    latency_weight: float = 0.01
+    min_ms: float = 1000 / 175
+    max_ms: float = 1000 / 155
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """How a searched architecture is chosen: the student's branch pair maximises
+    mIoU * (latency / target_ms) ** objective_exponent."""
+
+    target_ms: float = 8.3
+    objective_exponent: float = -0.07
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """Documented quirks of the reference implementation (method section 10), reproduced
+    when true: pretraining trains only the teacher's stem and heads; the teacher takes the
+    student's branch pair; the reference decoder's quirks (``fasterseg.decode.DecodeOptions``);
+    the reference's latency accumulation instead of the paper's formula."""
+
+    pretrain_teacher_only: bool = True
+    teacher_pair_from_student: bool = True
+    decode: bool = True
+    latency_quirks: bool = False
 
 
 @dataclass(frozen=True)
 class Config:
-    """All sections of one run."""
+    """All sections of one run. A recipe sets the sections its stage reads: the search reads
+    data, space, latency, runtime, search, arch, budget, selection and reference; training
+    reads data, space, runtime, train and distill."""
 
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+
+
+#: Keys of earlier releases and where they live now (None: removed, with the reason).
+MOVED: dict[str, tuple[str | None, str]] = {
+    **{
+        f"{stage}.{key}": (f"runtime.{key}", "")
+        for stage in ("train", "search")
+        for key in ("device", "seed", "amp", "channels_last", "sync_bn", "dtype")
+    },
+    "search.arch_lr": ("arch.lr", ""),
+    "search.arch_betas": ("arch.betas", ""),
+    "search.arch_weight_decay": ("arch.weight_decay", ""),
+    "search.latency_weight": ("budget.latency_weight", ""),
+    "search.latency_min_ms": ("budget.min_ms", ""),
+    "search.latency_max_ms": ("budget.max_ms", ""),
+    "search.target_ms": ("selection.target_ms", ""),
+    "search.objective_exponent": ("selection.objective_exponent", ""),
+    "search.reference_pretrain_teacher_only": ("reference.pretrain_teacher_only", ""),
+    "search.reference_teacher_pair_from_student": ("reference.teacher_pair_from_student", ""),
+    "search.reference_decode": ("reference.decode", ""),
+    "latency.reference_quirks": ("reference.latency_quirks", ""),
+    "data.seed": (None, "it was never read; runtime.seed seeds the run"),
+}
 
 
 @dataclass(frozen=True)
@@ -239,7 +302,9 @@ class ReportConfig:
 class PipelineConfig:
     """One end-to-end run: data -> latency table -> search -> train teacher -> distill student
     -> train student alone -> evaluate -> report. ``search`` and ``train`` are complete
-    configs (their ``data.root`` is replaced by ``data_root``)."""
+    configs (their ``data.root`` is replaced by ``data_root``); in YAML each may name a stage
+    recipe (``recipe: FILE``, relative to the pipeline file) whose values the rest of the
+    section overrides."""
 
     data_root: str = "runs/data/synthetic"
     synthetic: SynthConfig = field(default_factory=SynthConfig)
@@ -319,6 +384,17 @@ def _coerce(value: Any, tp: Any, source: str, where: str) -> Any:
 
 def _unknown_key(source: str, where: str, key: str, valid: list[str]) -> ConfigError:
     prefix = f"{where}." if where else ""
+    # Inside a pipeline's stage configs ``where`` starts with the stage (search., train.).
+    for depth in range(len(where.split(".")) if where else 0, -1, -1):
+        scope = ".".join(where.split(".")[depth:]) if where else ""
+        old = f"{scope}.{key}" if scope else key
+        if old in MOVED:
+            new, why = MOVED[old]
+            outer = ".".join(where.split(".")[:depth])
+            if new is None:
+                return ConfigError(f"{source}: '{prefix}{key}' was removed: {why}")
+            new_path = f"{outer}.{new}" if outer else new
+            return ConfigError(f"{source}: '{prefix}{key}' has moved to '{new_path}'")
     # At the top level the keys are section names; say so, since that is what the user typed.
     what = "key" if where else "section"
     close = difflib.get_close_matches(key, valid, n=1)
@@ -410,15 +486,48 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s values on top; mappings merge key by key, anything else
+    (lists included) is replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def with_recipe(
+    data: dict[str, Any], base: Path, source: str, where: str = "", _seen: tuple[Path, ...] = ()
+) -> dict[str, Any]:
+    """Resolve a ``recipe: FILE`` key of the mapping ``data`` (read from ``source``): the
+    named YAML file (relative to ``base``, itself possibly naming a recipe) with the rest
+    of ``data`` merged on top, so a file states only what differs from the recipe."""
+    if "recipe" not in data:
+        return data
+    rest = dict(data)
+    ref = rest.pop("recipe")
+    if not isinstance(ref, str) or not ref:
+        raise ConfigError(f"{source}: '{where}recipe' must be a file path, got {ref!r}")
+    path = (base / ref).resolve()
+    if path in _seen:
+        raise ConfigError(f"{source}: '{where}recipe' {ref} includes itself")
+    if not path.exists():
+        raise ConfigError(f"{source}: '{where}recipe' {ref}: no such file ({path})")
+    parent = with_recipe(read_yaml(path), path.parent, str(path), "", (*_seen, path))
+    return _merged(parent, rest)
+
+
 def load_config(
     path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()
 ) -> Config:
     """Load a config file (or the defaults when ``path`` is None) and apply overrides.
 
-    ``overrides`` are strings ``section.key=value``; the value is parsed as YAML
-    (``data.crop=[256,512]``, ``space.ops=[conv,conv_2x]``).
+    A file may start from another with ``recipe: FILE`` (relative to it) and state only
+    what differs. ``overrides`` are strings ``section.key=value``; the value is parsed as
+    YAML (``data.crop=[256,512]``, ``space.ops=[conv,conv_2x]``).
     """
-    data = read_yaml(path) if path is not None else {}
+    data = {}
+    if path is not None:
+        data = with_recipe(read_yaml(path), Path(path).parent, str(path))
     source = str(path) if path is not None else "<defaults>"
     for ov in overrides:
         _set_path(data, ov, source)
@@ -431,22 +540,31 @@ def load_pipeline_config(
     path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()
 ) -> PipelineConfig:
     """Load a pipeline config (the built-in demo when ``path`` is None) with overrides such
-    as ``search.search.epochs=2`` or ``train.train.epochs=3``."""
+    as ``search.search.epochs=2`` or ``train.train.epochs=3`` (the stage, then the section of
+    its config). Its ``search`` and ``train`` sections may name stage recipes
+    (``recipe: FILE``, relative to the pipeline file)."""
     if path is None:
         from importlib import resources
 
         ref = resources.files("fasterseg") / "recipes" / "pipeline_demo.yaml"
         with resources.as_file(ref) as demo:
-            data = read_yaml(demo)
+            data = _stage_recipes(read_yaml(demo), Path(demo).parent, str(demo))
         source = "built-in demo pipeline (fasterseg/recipes/pipeline_demo.yaml)"
     else:
-        data = read_yaml(path)
+        data = _stage_recipes(read_yaml(path), Path(path).parent, str(path))
         source = str(path)
     for ov in overrides:
         _set_path(data, ov, source)
     if overrides:
         source += " (with overrides)"
     return _build(PipelineConfig, data, source, "")
+
+
+def _stage_recipes(data: dict[str, Any], base: Path, source: str) -> dict[str, Any]:
+    for stage in ("search", "train"):
+        if isinstance(data.get(stage), dict):
+            data[stage] = with_recipe(data[stage], base, source, f"{stage}.")
+    return data
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

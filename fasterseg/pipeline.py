@@ -172,7 +172,7 @@ def _measure_all(
     """Params, MACs, predicted and measured latency of every model; cached in latency.json."""
     from .latency import build_table, genotype_kernels, genotype_latency, measure_network
     from .models import create_model, load_genotype
-    from .models.profile import profile_genotype
+    from .profile import profile_genotype
 
     rep = pcfg.report
     h, w = rep.height, rep.width
@@ -251,8 +251,28 @@ def _peer(
     }
 
 
+#: How the report's note names the figure each timing keeps (latency.statistic).
+_STATISTIC_WORDS = {"median": "median of the timed calls", "min": "fastest of the timed calls"}
+
+
+def _stat_words(statistic: str) -> str:
+    return _STATISTIC_WORDS.get(statistic, statistic)
+
+
 def _fps(ms: float | None) -> float | None:
     return None if not ms else 1000.0 / ms
+
+
+def _speed(lat: dict[str, Any]) -> dict[str, Any]:
+    """The size and speed fields of one model's latency entry, with its FPS."""
+    keys = ("params", "macs", "latency_ms_predicted", "latency_ms_measured")
+    return {**{k: lat[k] for k in keys}, "fps": _fps(lat["latency_ms_measured"])}
+
+
+def _point(name: str, lat: dict[str, Any], miou: float | None, kind: str) -> dict[str, Any]:
+    """A point of the latency/mIoU plot: measured latency where there is one."""
+    ms = lat["latency_ms_measured"] or lat["latency_ms_predicted"]
+    return {"name": name, "latency_ms": ms, "miou": miou, "kind": kind}
 
 
 def _build_report(
@@ -279,40 +299,16 @@ def _build_report(
             "pixel_accuracy": final.get("pixel_accuracy"),
             "per_class_iou": final.get("per_class_iou", {}),
             "train_seconds": metrics.get("train_seconds"),
-            "params": lat["params"],
-            "macs": lat["macs"],
-            "latency_ms_predicted": lat["latency_ms_predicted"],
-            "latency_ms_measured": lat["latency_ms_measured"],
-            "fps": _fps(lat["latency_ms_measured"]),
+            **_speed(lat),
         }
-        points.append(
-            {
-                "name": key.replace("_", " "),
-                "latency_ms": lat["latency_ms_measured"] or lat["latency_ms_predicted"],
-                "miou": final.get("miou"),
-                "kind": "searched",
-            }
-        )
+        points.append(_point(key.replace("_", " "), lat, final.get("miou"), "searched"))
     references = {}
     for key in ("fasterseg-student", "fasterseg-teacher", "lraspp_mobilenet_v3_large"):
         if key not in latency:
             continue
-        lat = latency[key]
-        references[key] = {
-            "params": lat["params"],
-            "macs": lat["macs"],
-            "latency_ms_predicted": lat["latency_ms_predicted"],
-            "latency_ms_measured": lat["latency_ms_measured"],
-            "fps": _fps(lat["latency_ms_measured"]),
-        }
-        points.append(
-            {
-                "name": key,
-                "latency_ms": lat["latency_ms_measured"] or lat["latency_ms_predicted"],
-                "miou": None,
-                "kind": "peer" if key.startswith("lraspp") else "reference",
-            }
-        )
+        references[key] = _speed(latency[key])
+        kind = "peer" if key.startswith("lraspp") else "reference"
+        points.append(_point(key, latency[key], None, kind))
     plot_latency_vs_miou(points, plots / "latency_vs_miou.png")
     draw_genotype(runs["teacher"][0], plots / "arch_teacher.png", title="searched teacher")
     draw_genotype(runs["student_trained"][0], plots / "arch_student.png", title="searched student")
@@ -351,7 +347,7 @@ def _build_report(
         "notes": [
             "mIoU and pixel accuracy: validation split after the last training epoch.",
             "Predicted latency: sum of the lookup table's kernels; measured: end-to-end eval "
-            "forward at batch 1 on this CPU (median).",
+            f"forward at batch 1 on this CPU ({_stat_words(search_cfg.latency.statistic)}).",
             "The published FasterSeg architectures and LR-ASPP are untrained here; only their "
             "size and speed are compared.",
         ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from fasterseg.config import (
     config_from_dict,
     config_to_dict,
     load_config,
+    load_pipeline_config,
     read_yaml,
     save_config,
 )
@@ -303,7 +305,8 @@ def test_not_utf8(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "recipe",
     ["search/demo.yaml", "search/cityscapes.yaml", "search/camvid.yaml",
-     "train/demo.yaml", "train/cityscapes.yaml", "train/camvid.yaml"],
+     "train/demo.yaml", "train/cityscapes.yaml", "train/camvid.yaml",
+     "fasterseg/recipes/search_demo.yaml", "fasterseg/recipes/train_demo.yaml"],
 )  # fmt: skip
 def test_shipped_recipes_load(recipe):
     from fasterseg.space.supernet import check_space
@@ -312,3 +315,105 @@ def test_shipped_recipes_load(recipe):
     check_space(cfg.space)
     assert all(v % 32 == 0 for v in cfg.data.crop + cfg.search.crop + cfg.search.pretrain_crop)
     assert cfg.latency.height % 32 == 0 and cfg.latency.width % 32 == 0
+
+
+def test_every_shipped_recipe_is_loaded_by_a_test():
+    root = Path(__file__).resolve().parents[1]
+    shipped = {
+        str(p.relative_to(root))
+        for folder in ("search", "train", "fasterseg/recipes")
+        for p in (root / folder).glob("*.yaml")
+    }
+    tested = {
+        *test_shipped_recipes_load.pytestmark[0].args[1],
+        "fasterseg/recipes/pipeline_demo.yaml",  # loaded just below
+    }
+    assert shipped == tested
+
+
+def test_demo_pipeline_uses_the_demo_stage_recipes_values():
+    root = Path(__file__).resolve().parents[1]
+    pipe = load_pipeline_config()
+    search, train = load_config(root / "search/demo.yaml"), load_config(root / "train/demo.yaml")
+    # the only difference: the pipeline keeps its table inside its output folder
+    assert pipe.search == replace(search, latency=replace(search.latency, table="lut.json"))
+    assert pipe.train == train
+
+
+def test_recipe_key_merges_the_named_file_under_the_rest(tmp_path: Path) -> None:
+    text = "data:\n  batch_size: 4\n  workers: 3\nsearch:\n  crop: [64, 64]\n"
+    write(tmp_path, text, "base.yaml")
+    (tmp_path / "sub").mkdir()
+    child = write(tmp_path / "sub", "recipe: ../base.yaml\ndata:\n  workers: 0\n", "child.yaml")
+    cfg = load_config(child, ["data.batch_size=6"])
+    assert (cfg.data.batch_size, cfg.data.workers, cfg.search.crop) == (6, 0, (64, 64))
+    loop = write(tmp_path, "recipe: loop.yaml\n", "loop.yaml")
+    with raises_config("includes itself"):
+        load_config(loop)
+    missing = write(tmp_path, "recipe: nowhere.yaml\n", "missing.yaml")
+    with raises_config(f"{missing}: 'recipe' nowhere.yaml: no such file"):
+        load_config(missing)
+    text = "search:\n  recipe: sub/child.yaml\n  data:\n    batch_size: 2\n"
+    pipe = write(tmp_path, text, "p.yaml")
+    got = load_pipeline_config(pipe)
+    assert (got.search.data.batch_size, got.search.data.workers) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("search.arch_lr=0.1", "'search.arch_lr' has moved to 'arch.lr'"),
+        ("train.device=cpu", "'train.device' has moved to 'runtime.device'"),
+        ("search.seed=1", "'search.seed' has moved to 'runtime.seed'"),
+        ("search.latency_min_ms=1", "'search.latency_min_ms' has moved to 'budget.min_ms'"),
+        ("latency.reference_quirks=true", "has moved to 'reference.latency_quirks'"),
+        ("data.seed=1", "'data.seed' was removed: it was never read"),
+    ],
+)
+def test_an_old_key_names_its_new_place(override: str, message: str) -> None:
+    with raises_config(message):
+        load_config(None, [override])
+
+
+def test_an_old_key_in_a_pipeline_stage_names_its_new_place(tmp_path: Path) -> None:
+    with raises_config("'search.search.target_ms' has moved to 'search.selection.target_ms'"):
+        load_pipeline_config(None, ["search.search.target_ms=3"])
+    path = write(tmp_path, "train:\n  train:\n    amp: true\n")
+    with raises_config(f"{path}: 'train.train.amp' has moved to 'train.runtime.amp'"):
+        load_pipeline_config(path)
+
+
+def _documented_keys(readme: Path) -> set[str]:
+    """``section.key`` names in the first column of a README's knob table; a bare name
+    belongs to the section of the dotted name before it in the same cell."""
+    keys = set()
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("| `"):
+            continue
+        section = ""
+        for name in re.findall(r"`([\w.]+)`", line.split("|")[1]):
+            if "." in name:
+                section, _ = name.split(".", 1)
+                keys.add(name)
+            else:
+                keys.add(f"{section}.{name}")
+    return keys
+
+
+@pytest.mark.parametrize(
+    ("readme", "sections"),
+    [
+        ("search/README.md", ("search", "arch", "budget", "selection", "reference", "runtime")),
+        ("train/README.md", ("train", "distill", "runtime")),
+    ],
+)
+def test_recipe_readme_tables_name_real_keys_and_every_stage_key(readme, sections):
+    documented = _documented_keys(Path(__file__).resolve().parents[1] / readme)
+    real = {
+        f"{f.name}.{g.name}"
+        for f in dataclasses.fields(Config)
+        for g in dataclasses.fields(f.default_factory())
+    }
+    assert documented - real == set()  # no stale key
+    stage = {k for k in real if k.split(".")[0] in sections}
+    assert stage - documented == set()  # every knob of the stage is documented

@@ -44,8 +44,9 @@ def make_arch(n_layers: int, *, ratios: bool = False, background: float = 0.1) -
     )
     rat = None
     if ratios:
-        rat = tuple(np.zeros((rows, len(WIDTHS))) for rows in (n_layers - 1, n_layers - 1,
-                                                              n_layers - 2))
+        rat = tuple(
+            np.zeros((rows, len(WIDTHS))) for rows in (n_layers - 1, n_layers - 1, n_layers - 2)
+        )
     return ArchParams(alphas=tuple(alphas), betas=betas, ratios=rat)
 
 
@@ -60,15 +61,25 @@ def set_skip(arch: ArchParams, scale: int, layer: int, strength: float, runner_u
 
 def branch(arch: ArchParams, last: int, options: DecodeOptions = REFERENCE, **kw):
     kw.setdefault("forbid_skip", False)
-    return decode_branch(arch, last, ops=OPS, width_choices=WIDTHS, head_width=HEAD,
-                         options=options, **kw)
+    return decode_branch(
+        arch, last, ops=OPS, width_choices=WIDTHS, head_width=HEAD, options=options, **kw
+    )
 
 
 def genotype(arch: ArchParams, lasts, options: DecodeOptions = REFERENCE, **kw) -> Genotype:
     kw.setdefault("forbid_skip", False)
     kw.setdefault("head_width", HEAD)
-    return decode(arch, lasts, name="t", ops=OPS, fch=12, stem_width=8 / 12,
-                  width_choices=WIDTHS, options=options, **kw)
+    return decode(
+        arch,
+        lasts,
+        name="t",
+        ops=OPS,
+        fch=12,
+        stem_width=8 / 12,
+        width_choices=WIDTHS,
+        options=options,
+        **kw,
+    )
 
 
 def full_path(downs) -> list[int]:
@@ -114,8 +125,9 @@ def test_last2_exhaustive_search():
 
 def test_last2_ties_and_fallback():
     # uniform betas: every product equal, the first candidate (j = 3, i = 1) wins
-    assert branch(make_arch(16), 2).path == tuple(full_path(
-        [1 if k in (2, 5) else 0 for k in range(16)]))
+    assert branch(make_arch(16), 2).path == tuple(
+        full_path([1 if k in (2, 5) else 0 for k in range(16)])
+    )
     # L = 6: the ranges hold no candidate, the reference keeps its initial (i, j) = (0, 1)
     assert branch(make_arch(6), 2).path == (0, 0, 1, 1, 2, 2)
 
@@ -336,8 +348,9 @@ def _random_arch(rng: np.random.Generator, n_layers: int, with_ratios: bool) -> 
     betas = tuple(rng.normal(0, 2, (n_layers - k, 2)) for k in (2, 3))
     ratios = None
     if with_ratios:
-        ratios = tuple(rng.normal(0, 1, (r, len(WIDTHS)))
-                       for r in (n_layers - 1, n_layers - 1, n_layers - 2))
+        ratios = tuple(
+            rng.normal(0, 1, (r, len(WIDTHS))) for r in (n_layers - 1, n_layers - 1, n_layers - 2)
+        )
     return ArchParams(alphas=tuple(alphas), betas=betas, ratios=ratios)
 
 
@@ -358,10 +371,18 @@ def test_never_mutates_inputs():
 def test_torch_tensors_give_the_same_genotype():
     rng = np.random.default_rng(2)
     arch = _random_arch(rng, 8, True)
-    as32 = ArchParams(*(tuple(x.astype(np.float32) for x in part)
-                        for part in (arch.alphas, arch.betas, arch.ratios)))
-    tensors = ArchParams(*(tuple(torch.tensor(x, requires_grad=True) for x in part)
-                           for part in (as32.alphas, as32.betas, as32.ratios)))
+    as32 = ArchParams(
+        *(
+            tuple(x.astype(np.float32) for x in part)
+            for part in (arch.alphas, arch.betas, arch.ratios)
+        )
+    )
+    tensors = ArchParams(
+        *(
+            tuple(torch.tensor(x, requires_grad=True) for x in part)
+            for part in (as32.alphas, as32.betas, as32.ratios)
+        )
+    )
     assert genotype(tensors, (2, 1)) == genotype(as32, (2, 1))
     assert tensors.num_layers == 8
 
@@ -413,5 +434,11 @@ def test_errors_name_the_problem():
     with pytest.raises(GenotypeError, match=r"alphas\[1\] contains non-finite"):
         genotype(nan, (1,))
     with pytest.raises(GenotypeError, match=r"ratios\[0\] has shape"):
-        decode_branch(make_arch(8, ratios=True), 0, ops=OPS, width_choices=WIDTHS[:3],
-                      head_width=HEAD, forbid_skip=False)
+        decode_branch(
+            make_arch(8, ratios=True),
+            0,
+            ops=OPS,
+            width_choices=WIDTHS[:3],
+            head_width=HEAD,
+            forbid_skip=False,
+        )

@@ -133,14 +133,15 @@ def test_training_on_two_processes_matches_one_process(data: Path, tmp_path: Pat
         "data": {"root": str(data), "crop": [64, 128], "scales": [0.75, 1.0], "batch_size": 4,
                  "workers": 0},
         "train": {"epochs": 2, "iters_per_epoch": 2, "lr": 0.01, "ohem_min_kept": 4000,
-                  "eval_every": 1, "device": "cpu", "seed": 12345, "dtype": "float64"},
+                  "eval_every": 1},
+        "runtime": {"device": "cpu", "seed": 12345, "dtype": "float64"},
     }  # fmt: skip
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     TINY.save(tmp_path / "tiny.json")
     args = ["train", "--config", str(tmp_path / "cfg.yaml"), "--arch", str(tmp_path / "tiny.json")]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     torchrun("-m", "fasterseg", *args, "--out", str(tmp_path / "two"))
-    torchrun("-m", "fasterseg", *args, "--out", str(tmp_path / "unsynced"), "train.sync_bn=false")
+    torchrun("-m", "fasterseg", *args, "--out", str(tmp_path / "unsynced"), "runtime.sync_bn=false")
 
     seed_everything(12345)
     model = Network(TINY, 19, aux=True)
@@ -178,7 +179,9 @@ def test_search_on_two_processes_matches_one_process(tmp_path: Path) -> None:
         "space": {"layers": 6, "fch": 4},
         "latency": {"height": 64, "width": 128},
         "search": {"pretrain_epochs": 0, "epochs": 1, "iters_per_epoch": 1, "crop": [64, 128],
-                   "batch_size": 4, "device": "cpu", "latency_weight": 0.1, "dtype": "float64"},
+                   "batch_size": 4},
+        "budget": {"latency_weight": 0.1},
+        "runtime": {"device": "cpu", "dtype": "float64"},
     }  # fmt: skip
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw))
     cfg = load_config(tmp_path / "cfg.yaml")
@@ -190,7 +193,7 @@ def test_search_on_two_processes_matches_one_process(tmp_path: Path) -> None:
     one, two = (load_checkpoint(tmp_path / n / "checkpoint.pt") for n in ("one", "two"))
     arch = [k for k in one["model"] if k.startswith("arch.")]
     assert {k.split("_")[0] for k in arch} == {"arch.teacher", "arch.student"}
-    seed_everything(cfg.search.seed)
+    seed_everything(cfg.runtime.seed)
     net = SuperNet(cfg.space)
     kaiming_init(net)
     init = net.double().state_dict()
@@ -198,7 +201,7 @@ def test_search_on_two_processes_matches_one_process(tmp_path: Path) -> None:
         assert one["model"][key].dtype == torch.float64
         # After one Adam step from zero each entry is about +-arch_lr: compare to that scale.
         torch.testing.assert_close(
-            two["model"][key], one["model"][key], rtol=0, atol=cfg.search.arch_lr * 1e-6
+            two["model"][key], one["model"][key], rtol=0, atol=cfg.arch.lr * 1e-6
         )
         assert float((one["model"][key] - init[key]).abs().max()) > 1e-4  # it did move
 

@@ -35,7 +35,8 @@ def env(tmp_path_factory):
         {
             "data": {"root": str(t / "data"), "crop": [64, 128], "scales": [1.0],
                      "batch_size": 2, "workers": 0},
-            "train": {"epochs": 1, "iters_per_epoch": 1, "ohem_min_kept": 64, "device": "cpu"},
+            "train": {"epochs": 1, "iters_per_epoch": 1, "ohem_min_kept": 64},
+            "runtime": {"device": "cpu"},
         }
     )  # fmt: skip
     train(cfg, TINY, t / "run", progress=False)

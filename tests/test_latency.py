@@ -31,8 +31,8 @@ from fasterseg.latency.enumerate import random_genotype
 from fasterseg.latency.spec import build_module, example_input
 from fasterseg.models import Network, load_genotype
 from fasterseg.models.network import plan_layers
-from fasterseg.models.profile import count_params
 from fasterseg.nn.ops import OPS
+from fasterseg.profile import count_params
 from fasterseg.space import Role, SuperNet, WidthMode
 
 H, W = 64, 128

@@ -10,7 +10,7 @@ from fasterseg.cli import main
 from fasterseg.errors import GenotypeError
 from fasterseg.genotype import Branch, Genotype
 from fasterseg.models import create_model, load_genotype
-from fasterseg.models.profile import count_params, profile_genotype
+from fasterseg.profile import count_params, profile_genotype
 
 W = (4 / 12, 6 / 12, 8 / 12, 10 / 12, 1.0)
 

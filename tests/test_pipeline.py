@@ -23,10 +23,11 @@ search:
     pretrain_crop: [64, 128]
     batch_size: 2
     pretrain_batch_size: 2
-    device: cpu
+  runtime: {{device: cpu}}
 train:
   data: {{crop: [64, 128], scales: [1.0], batch_size: 4, workers: 0}}
-  train: {{epochs: 1, iters_per_epoch: 2, ohem_min_kept: 512, device: cpu}}
+  train: {{epochs: 1, iters_per_epoch: 2, ohem_min_kept: 512}}
+  runtime: {{device: cpu}}
 report: {{height: 64, width: 128, min_time: 0.01}}
 """
 

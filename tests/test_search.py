@@ -34,7 +34,9 @@ def data(tmp_path_factory):
     return root
 
 
-def _cfg(data, **search):
+def _cfg(data, sections=None, **search):
+    """A tiny search config; ``search`` keys go to the search section, ``sections`` holds
+    other sections (``{"arch": {"lr": 0.05}}``)."""
     s = {
         "pretrain_epochs": 0,
         "epochs": 1,
@@ -43,15 +45,17 @@ def _cfg(data, **search):
         "pretrain_crop": [H, W],
         "batch_size": 2,
         "pretrain_batch_size": 2,
-        "device": "cpu",
         **search,
     }
+    other = sections or {}
     return config_from_dict(
         {
             "data": {"root": str(data), "label_stride": 8, "workers": 0, "scales": [1.0]},
             "space": {"layers": 6, "fch": 4},
             "latency": {"height": H, "width": W},
             "search": s,
+            **other,
+            "runtime": {"device": "cpu", **other.get("runtime", {})},
         }
     )
 
@@ -98,10 +102,11 @@ def test_search_writes_outputs_and_valid_architectures(data, tmp_path):
 def test_latency_term_makes_the_student_faster(data, tmp_path):
     # Large arch steps so a few iterations move the decisions; same seed and data.
     def run(weight, out):
-        cfg = _cfg(
-            data, epochs=1, iters_per_epoch=8, arch_lr=0.05, latency_weight=weight,
-            latency_min_ms=0.0, latency_max_ms=1e9,
-        )  # fmt: skip
+        sections = {
+            "arch": {"lr": 0.05},
+            "budget": {"latency_weight": weight, "min_ms": 0.0, "max_ms": 1e9},
+        }
+        cfg = _cfg(data, sections, epochs=1, iters_per_epoch=8)
         search(cfg, out, fake_table(cfg.space), progress=False)
         return json.loads((out / "history.json").read_text())["epochs"][-1]["student"]
 
@@ -129,7 +134,7 @@ def test_resumed_search_matches_uninterrupted(data, tmp_path):
 
 def test_channels_last_search_matches_the_default_layout(data, tmp_path):
     cfg = _cfg(data, iters_per_epoch=1)
-    nhwc = _cfg(data, iters_per_epoch=1, channels_last=True)
+    nhwc = _cfg(data, {"runtime": {"channels_last": True}}, iters_per_epoch=1)
     table = fake_table(cfg.space)
     search(cfg, tmp_path / "nchw", table, progress=False)
     search(nhwc, tmp_path / "nhwc", table, progress=False)
@@ -143,7 +148,7 @@ def test_channels_last_search_matches_the_default_layout(data, tmp_path):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_search_with_amp_on_cuda(data, tmp_path):
-    cfg = _cfg(data, device="cuda", amp=True, pretrain_epochs=1)
+    cfg = _cfg(data, {"runtime": {"device": "cuda", "amp": True}}, pretrain_epochs=1)
     result = search(cfg, tmp_path, fake_table(cfg.space), progress=False)
     row = result["epochs"][-1]
     assert all(math.isfinite(row[k]) for k in ("loss_weight", "loss_arch_student"))

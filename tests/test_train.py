@@ -54,7 +54,6 @@ def _cfg(root, **train):
         "lr_gamma": 0.9,
         "ohem_min_kept": 512,
         "eval_every": 1,
-        "device": "cpu",
         **train,
     }
     return config_from_dict(
@@ -62,12 +61,13 @@ def _cfg(root, **train):
             "data": {"root": str(root), "crop": [64, 128], "scales": [1.0], "batch_size": 4,
                      "workers": 0},
             "train": t,
+            "runtime": {"device": "cpu"},
         }
     )  # fmt: skip
 
 
 def _init_miou(cfg, data):
-    seed_everything(cfg.train.seed)
+    seed_everything(cfg.runtime.seed)
     model = Network(TINY, 19, aux=True)
     kaiming_init(model)
     val = build_dataset("cityscapes", data, "val", eval_transforms())

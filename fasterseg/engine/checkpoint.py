@@ -2,6 +2,7 @@
 
 A checkpoint is a dict of tensors and plain Python values (configs and genotypes as dicts), so
 ``torch.load(path, weights_only=True)`` reads it and nothing in it can execute code.
+:func:`load_trained_model` turns a training checkpoint back into its network.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..genotype import Genotype
 from ..io import atomic_write
+from ..models import Network
+from ..nn.ops import OPS
 
 FORMAT = "fasterseg-checkpoint"
 VERSION = 1
@@ -64,3 +68,16 @@ def load_checkpoint(
             f"(expected {VERSION})"
         )
     return state
+
+
+def load_trained_model(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> Network:
+    """A Network in eval mode with the weights of a ``train``/``distill`` checkpoint."""
+    state = load_checkpoint(path, map_location=device)
+    for key in ("genotype", "num_classes", "model"):
+        if key not in state:
+            raise CheckpointError(f"{path}: checkpoint has no {key!r} (not a training checkpoint)")
+    geno = Genotype.from_dict(state["genotype"], source=f"{path} [genotype]", op_names=OPS.keys())
+    model = Network(geno, state["num_classes"], aux=False)
+    weights = {k: v for k, v in state["model"].items() if not k.startswith(("aux16.", "aux32."))}
+    model.load_state_dict(weights)
+    return model.to(device).eval()

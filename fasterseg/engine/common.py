@@ -1,4 +1,4 @@
-"""Helpers shared by the training and search loops: seeding, devices, init, TensorBoard."""
+"""Small helpers of the training and search loops: seeding, devices, init, batches, checks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from ..distributed import is_main, world_size
+from ..distributed import world_size
 from ..errors import ConfigError
 
 T = TypeVar("T")
@@ -49,14 +49,6 @@ def kaiming_init(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def progress_disabled(progress: bool | None) -> bool | None:
-    """tqdm's ``disable`` for a ``progress`` option: None lets tqdm decide (off without a
-    terminal); processes other than rank 0 never show a bar."""
-    if not is_main():
-        return True
-    return None if progress is None else not progress
-
-
 def summary_writer(path: Path) -> Any:
     """A TensorBoard SummaryWriter writing to ``path`` (imported lazily: it is slow)."""
     from torch.utils.tensorboard import SummaryWriter
@@ -85,16 +77,6 @@ def check_global_batch(key: str, size: int) -> None:
         raise ConfigError(
             f"{key} {size} is the global batch and must split evenly over the {world} processes"
         )
-
-
-def to_device(
-    image: Tensor, mask: Tensor, device: torch.device, channels_last: bool
-) -> tuple[Tensor, Tensor]:
-    """A training batch on ``device``, the image in NHWC memory with ``channels_last``."""
-    image = image.to(device, non_blocking=True)
-    if channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
-    return image, mask.to(device, non_blocking=True)
 
 
 def check_crop(key: str, crop: Iterable[int]) -> None:

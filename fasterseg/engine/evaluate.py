@@ -25,7 +25,7 @@ from ..errors import DataError
 from ..io import atomic_write
 from ..metrics import ConfusionMatrix, scores_dict
 from ..progress import progress_bar
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_trained_model
 from .common import resolve_device
 
 STRIDE = 32
@@ -241,9 +241,6 @@ def evaluate_checkpoint(
         ConfigError: a bad device or saved configuration.
         DataError: a bad dataset folder, or one whose class count differs from the model's.
     """
-    # train imports this module (it validates with evaluate), so import from it at call time.
-    from .train import load_trained_model
-
     dev = resolve_device(str(device))
     state = load_checkpoint(checkpoint)
     cfg = config_from_dict(state.get("config", {}), source=f"{checkpoint} [config]")

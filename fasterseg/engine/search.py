@@ -40,28 +40,15 @@ from ..decode import DecodeOptions
 from ..errors import ConfigError
 from ..genotype import Genotype
 from ..io import atomic_write_json
-from ..latency import LatencyTable, build_table, genotype_latency, latency_loss
+from ..latency import LatencyTable, build_table, genotype_latency, latency_loss, space_kernels
 from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
 from ..progress import progress_bar
 from ..space import HEAD_NAMES, Role, SuperNet, WidthMode
 from ..space.supernet import check_space
+from . import run
 from .checkpoint import CheckpointError, save_checkpoint
 from .common import check_crop, check_global_batch, endless_batches, resolve_device
-from .run import (
-    Runtime,
-    checked_loss,
-    epochs,
-    init_model,
-    loss_precision,
-    resolve_dtype,
-    resume_state,
-    run_writer,
-    set_lr,
-    start_run,
-    train_dataset,
-    val_dataset,
-)
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +81,7 @@ def _seg_loss(outs: Sequence[Tensor], mask: Tensor, thresh: float, synced: bool)
     min_kept = mask.numel() * (dist.world_size() if synced else 1) // 16  # of the global batch
     total = torch.zeros((), device=mask.device)
     for o in outs:
-        o = loss_precision(o)
+        o = run.loss_precision(o)
         if o.shape[-2:] != mask.shape[-2:]:
             o = F.interpolate(o, size=mask.shape[-2:], mode="bilinear", align_corners=True)
         total = total + ohem_cross_entropy(o, mask, thresh=thresh, min_kept=min_kept, synced=synced)
@@ -144,7 +131,7 @@ def _decode(
 ) -> Genotype:
     options = (
         DecodeOptions()
-        if cfg.search.reference_decode
+        if cfg.reference.decode
         else DecodeOptions(
             reference_last1_offset=False,
             reference_resoftmax=False,
@@ -157,9 +144,24 @@ def _decode(
 
 
 def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
-    """Build or complete the latency table ``cfg``'s search needs (only missing entries)."""
+    """Build or complete the latency table ``cfg``'s search needs (only missing entries).
+
+    With ``latency.allow_mismatch`` an existing table measured elsewhere (its fingerprint
+    differs from this machine's) is used as it is, with a warning; it must hold every
+    kernel of the space, since entries measured here would not be comparable.
+    """
     check_space(cfg.space)
     lat = cfg.latency
+    if lat.allow_mismatch and Path(lat.table).exists():
+        table = LatencyTable.load(lat.table, allow_mismatch=True)
+        missing = table.missing(space_kernels(cfg.space, lat.height, lat.width))
+        if missing:
+            raise ConfigError(
+                f"{lat.table}: latency.allow_mismatch uses the table as it is, but it lacks "
+                f"{len(missing)} kernels of this space (first: {missing[0].key()}); rebuild "
+                "it on its device or use a table of this machine"
+            )
+        return table
     return build_table(
         lat.table, space=cfg.space, height=lat.height, width=lat.width, backend=lat.backend,
         device=lat.device, threads=lat.threads or None, min_time=lat.min_time,
@@ -185,7 +187,7 @@ def search(
         raise ConfigError(f"search.epochs must be at least 1, got {s.epochs}")
     check_crop("search.crop", s.crop)
     check_crop("search.pretrain_crop", s.pretrain_crop)
-    with dist.launch(resolve_device(s.device)) as device:
+    with dist.launch(resolve_device(cfg.runtime.device)) as device:
         if table is None:
             if dist.is_main():
                 table = search_table(cfg, progress=progress is not False)
@@ -203,38 +205,38 @@ def _search(
     device: torch.device,
     progress: bool | None,
 ) -> dict[str, Any]:
-    s, d = cfg.search, cfg.data
+    s, d, rt_cfg = cfg.search, cfg.data, cfg.runtime
     check_global_batch("search.batch_size", s.batch_size)
     if s.pretrain_epochs > 0:
         check_global_batch("search.pretrain_batch_size", s.pretrain_batch_size)
-    start_run(cfg, out)
+    run.start_run(cfg, out)
     lat_hw = (cfg.latency.height, cfg.latency.width)
-    pre_set, search_set = train_dataset(d, s.pretrain_crop), train_dataset(d, s.crop)
-    val_set = val_dataset(cfg)
-    weight_idx, arch_idx = split_indices(len(search_set), s.train_portion, s.seed)
-    rt = Runtime.create(
-        device, sync_bn=s.sync_bn, amp=s.amp, channels_last=s.channels_last,
-        dtype=resolve_dtype("search.dtype", s.dtype),
+    pre_set, search_set = run.train_dataset(d, s.pretrain_crop), run.train_dataset(d, s.crop)
+    val_set = run.val_dataset(cfg)
+    weight_idx, arch_idx = split_indices(len(search_set), s.train_portion, rt_cfg.seed)
+    rt = run.Runtime.create(
+        device, sync_bn=rt_cfg.sync_bn, amp=rt_cfg.amp, channels_last=rt_cfg.channels_last,
+        dtype=run.resolve_dtype("runtime.dtype", rt_cfg.dtype),
     )  # fmt: skip
-    net = init_model(lambda: SuperNet(cfg.space), s.seed, rt)
+    net = run.init_model(lambda: SuperNet(cfg.space), rt_cfg.seed, rt)
     scalers = {"arch": rt.scaler(), "weight": rt.scaler()}
     weights = net.weight_parameters()
     w_opt = torch.optim.SGD(weights, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     a_opts = {
         r: torch.optim.Adam(
             net.arch_parameters(r),
-            lr=s.arch_lr,
-            betas=s.arch_betas,
-            weight_decay=s.arch_weight_decay,
+            lr=cfg.arch.lr,
+            betas=cfg.arch.betas,
+            weight_decay=cfg.arch.weight_decay,
         )
         for r in Role
     }
-    lam = s.latency_weight
+    lam = cfg.budget.latency_weight
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     start = 0
     ckpt_path = out / "checkpoint.pt"
-    state = resume_state(ckpt_path, device)
+    state = run.resume_state(ckpt_path, device)
     if state is not None:
         if state.get("space") != config_to_dict(cfg.space):
             raise CheckpointError(
@@ -250,20 +252,22 @@ def _search(
         log.info("resuming search in %s after epoch %d", out, start)
 
     total_epochs = s.pretrain_epochs + s.epochs
-    with run_writer(out) as writer:
-        for epoch in epochs(start, total_epochs, s.seed):
+    with run.run_writer(out) as writer:
+        for epoch in run.epochs(start, total_epochs, rt_cfg.seed):
             pretrain = epoch < s.pretrain_epochs
             phase_epoch = epoch if pretrain else epoch - s.pretrain_epochs
             lr = (s.pretrain_lr if pretrain else s.lr) * s.lr_gamma**phase_epoch
-            set_lr(w_opt, lr)
+            run.set_lr(w_opt, lr)
             batch = s.pretrain_batch_size if pretrain else s.batch_size
             iters = s.iters_per_epoch or max(len(weight_idx) // batch, 400)
             dataset = pre_set if pretrain else search_set
-            w_loader = _cycle(dataset, weight_idx, batch, s.seed + epoch, d.workers, rt.world)
+            w_loader = _cycle(dataset, weight_idx, batch, rt_cfg.seed + epoch, d.workers, rt.world)
             a_loader = (
                 None
                 if pretrain
-                else _cycle(dataset, arch_idx, batch, s.seed + 10**6 + epoch, d.workers, rt.world)
+                else _cycle(
+                    dataset, arch_idx, batch, rt_cfg.seed + 10**6 + epoch, d.workers, rt.world
+                )
             )
             tic = time.perf_counter()
             sums: dict[str, float] = {}
@@ -290,7 +294,7 @@ def _search(
                 bar.set_postfix(loss=f"{w_loss:.3f}")
             # Without sync_bn each process's running statistics drift apart: evaluate and
             # save one network, rank 0's (no-op in one process or with synced statistics).
-            if not s.sync_bn:
+            if not rt_cfg.sync_bn:
                 dist.broadcast_buffers(net)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
@@ -373,7 +377,7 @@ def _arch_step(
     table: LatencyTable,
     lam: float,
     cfg: Config,
-    rt: Runtime,
+    rt: run.Runtime,
     where: str,
 ) -> dict[str, float]:
     """One architecture step for both roles; weight gradients it leaves are cleared."""
@@ -393,11 +397,11 @@ def _arch_step(
                 table,
                 height=cfg.latency.height,
                 width=cfg.latency.width,
-                reference_quirks=cfg.latency.reference_quirks,
+                reference_quirks=cfg.reference.latency_quirks,
             )
             parts["latency_term_ms"] = lat.item()
             loss = loss + lam * lat
-        checked_loss(loss, "search loss", where)
+        run.checked_loss(loss, "search loss", where)
         scaler.scale(loss).backward()
         dist.average_gradients(net.arch_parameters(role))
         scaler.step(opts[role])
@@ -415,13 +419,13 @@ def _weight_step(
     mask: Tensor,
     pretrain: bool,
     cfg: Config,
-    rt: Runtime,
+    rt: run.Runtime,
     where: str,
 ) -> float:
     """One weight step: the pretraining sandwich, or teacher + student (sampled, max, min)."""
     s = cfg.search
     if pretrain:
-        roles = [Role.TEACHER] if s.reference_pretrain_teacher_only else list(Role)
+        roles = [Role.TEACHER] if cfg.reference.pretrain_teacher_only else list(Role)
         passes = [(r, m) for r in roles for m in PRETRAIN_MODES]
     else:
         passes = [(Role.TEACHER, WidthMode.MAX)] + [(Role.STUDENT, m) for m in STUDENT_WEIGHT_MODES]
@@ -432,7 +436,7 @@ def _weight_step(
         with rt.autocast():
             outs = net(image, role, mode)
         loss = _seg_loss(outs, mask, s.ohem_thresh, rt.synced)
-        total += checked_loss(loss, "search loss", where)
+        total += run.checked_loss(loss, "search loss", where)
         scaler.scale(loss).backward()
     for p in net.arch.parameters():
         p.grad = None
@@ -457,7 +461,7 @@ def _epoch_report(
     epoch: int,
 ) -> dict[str, Any]:
     """Evaluate both roles, decode candidates, predict latency, adapt lambda."""
-    s = cfg.search
+    s, sel = cfg.search, cfg.selection
     report: dict[str, Any] = {"lambda": lam}
     for role in Role:
         mious = evaluate_heads(net, role, val_set, device, s.eval_images)
@@ -477,7 +481,7 @@ def _epoch_report(
                 "genotype": geno.to_dict(),
                 "miou": miou,
                 "latency_ms": lat,
-                "objective": objective(miou, lat, s.target_ms, s.objective_exponent),
+                "objective": objective(miou, lat, sel.target_ms, sel.objective_exponent),
             }
         report[role.value] = {
             "miou": mious,
@@ -492,13 +496,13 @@ def _epoch_report(
     teacher = report["teacher"]
     teacher["chosen"] = (
         chosen
-        if s.reference_teacher_pair_from_student
+        if cfg.reference.teacher_pair_from_student
         else max(teacher["candidates"], key=lambda k: teacher["candidates"][k]["miou"])
     )
     lats = [c["latency_ms"] for c in student["candidates"].values()]
-    if any(v <= s.latency_min_ms for v in lats):
+    if any(v <= cfg.budget.min_ms for v in lats):
         report["lambda_next"] = lam / 2
-    elif any(v >= s.latency_max_ms for v in lats):
+    elif any(v >= cfg.budget.max_ms for v in lats):
         report["lambda_next"] = lam * 2
     else:
         report["lambda_next"] = lam

@@ -27,9 +27,8 @@ from ..genotype import Genotype
 from ..io import atomic_write_json
 from ..losses import distillation_loss, ohem_cross_entropy
 from ..models import Network
-from ..nn.ops import OPS
 from ..progress import progress_bar
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_trained_model, save_checkpoint
 from .common import check_crop, check_global_batch, endless_batches, resolve_device
 from .evaluate import evaluate
 from .run import (
@@ -59,19 +58,6 @@ def _lr_at(cfg: Config, epoch: int) -> float:
     raise ConfigError(f"train.lr_schedule must be 'exponential' or 'poly', got {t.lr_schedule!r}")
 
 
-def load_trained_model(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> Network:
-    """A Network in eval mode with the weights of a ``train``/``distill`` checkpoint."""
-    state = load_checkpoint(path, map_location=device)
-    for key in ("genotype", "num_classes", "model"):
-        if key not in state:
-            raise CheckpointError(f"{path}: checkpoint has no {key!r} (not a training checkpoint)")
-    geno = Genotype.from_dict(state["genotype"], source=f"{path} [genotype]", op_names=OPS.keys())
-    model = Network(geno, state["num_classes"], aux=False)
-    weights = {k: v for k, v in state["model"].items() if not k.startswith(("aux16.", "aux32."))}
-    model.load_state_dict(weights)
-    return model.to(device).eval()
-
-
 def train(
     cfg: Config,
     genotype: Genotype,
@@ -91,7 +77,7 @@ def train(
     ``data.batch_size``, validation is shared out, and only rank 0 writes files.
     """
     check_crop("data.crop", cfg.data.crop)
-    with dist.launch(resolve_device(cfg.train.device)) as device:
+    with dist.launch(resolve_device(cfg.runtime.device)) as device:
         return _train(cfg, genotype, Path(out_dir), device, teacher, progress)
 
 
@@ -122,16 +108,16 @@ def _train(
     teacher: nn.Module | None,
     progress: bool | None,
 ) -> dict[str, Any]:
-    d, t = cfg.data, cfg.train
+    d, t, r = cfg.data, cfg.train, cfg.runtime
     check_global_batch("data.batch_size", d.batch_size)
     start_run(cfg, out)
     train_set = train_dataset(d, d.crop)
     val_set = val_dataset(cfg)
     rt = Runtime.create(
-        device, sync_bn=t.sync_bn, amp=t.amp, channels_last=t.channels_last,
-        dtype=resolve_dtype("train.dtype", t.dtype),
+        device, sync_bn=r.sync_bn, amp=r.amp, channels_last=r.channels_last,
+        dtype=resolve_dtype("runtime.dtype", r.dtype),
     )  # fmt: skip
-    model = init_model(lambda: Network(genotype, cfg.space.num_classes, aux=True), t.seed, rt)
+    model = init_model(lambda: Network(genotype, cfg.space.num_classes, aux=True), r.seed, rt)
     if teacher is not None:
         teacher.to(device=device, dtype=rt.dtype).eval()
         for p in teacher.parameters():
@@ -172,7 +158,7 @@ def _train(
 
     def make_loader(seed: int) -> torch.utils.data.DataLoader:
         return build_loader(
-            train_set, batch_size=d.batch_size, shuffle=True, seed=t.seed + seed,
+            train_set, batch_size=d.batch_size, shuffle=True, seed=r.seed + seed,
             workers=d.workers, drop_last=len(train_set) >= d.batch_size,
             rank=dist.rank(), world_size=rt.world,
         )  # fmt: skip
@@ -181,7 +167,7 @@ def _train(
         _save(path, model, optimizer, scaler, cfg, genotype, epoch, rows, best, train_seconds)
 
     with run_writer(out) as writer:
-        for epoch in epochs(start_epoch, t.epochs, t.seed):
+        for epoch in epochs(start_epoch, t.epochs, r.seed):
             lr = _lr_at(cfg, epoch)
             set_lr(optimizer, lr)
             model.train()

@@ -4,15 +4,14 @@ the latency a table predicts and the latency measured end to end."""
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from ..genotype import Genotype
-from .network import Network
-
-if TYPE_CHECKING:
-    from ..latency import LatencyTable
+from .genotype import Genotype
+from .latency import LatencyTable, LatencyTableError, genotype_latency, measure_network
+from .latency.measure import resolve_threads
+from .models.network import Network
 
 #: How ``profile_genotype(measure=True)`` times a network when no table says otherwise: the
 #: PyTorch eager backend on the thread count this process runs with (None), median call.
@@ -55,8 +54,6 @@ def profile_genotype(
 
     # latency builds on models (its kernel enumeration plans layers with models.network):
     # imported here so that importing models never loads latency.
-    from ..latency import LatencyTableError, genotype_latency, measure_network
-    from ..latency.measure import resolve_threads
 
     if table is not None:
         h, w = table.fingerprint.get("height"), table.fingerprint.get("width")
