@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from fasterseg.config import SpaceConfig
+from fasterseg.config import LatencyConfig, SpaceConfig
 from fasterseg.latency import (
     Calibration,
     LatencyTable,
@@ -132,20 +132,11 @@ def main(argv: list[str] | None = None) -> dict:
     for r in range(args.rounds):
         path = table_path if args.rounds == 1 else table_path.with_suffix(f".round{r}.json")
         t0 = time.perf_counter()
-        tables.append(
-            build_table(
-                path,
-                height=H,
-                width=W,
-                backend=args.backend,
-                device=args.device,
-                threads=args.threads,
-                min_time=args.min_time,
-                statistic=args.statistic,
-                specs=specs,
-                progress=sys.stderr.isatty(),
-            )
-        )
+        settings = LatencyConfig(
+            table=str(path), height=H, width=W, backend=args.backend, device=args.device,
+            threads=args.threads or 0, min_time=args.min_time, statistic=args.statistic,
+        )  # fmt: skip
+        tables.append(build_table(settings, specs=specs, progress=sys.stderr.isatty()))
         table_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         order = list(range(len(genos)))

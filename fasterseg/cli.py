@@ -13,6 +13,7 @@ import sys
 import textwrap
 import typing
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
@@ -215,12 +216,14 @@ def _cmd_lut_build(args: argparse.Namespace) -> int:
     from .latency import build_table
 
     cfg = load_config(args.config) if args.config else load_config()
-    table = build_table(
-        args.out, space=cfg.space, height=args.height, width=args.width,
-        backend=args.backend, device=args.device, threads=args.threads or None,
-        min_time=args.min_time, statistic=args.statistic, progress=True,
-    )  # fmt: skip
-    print(f"{args.out}: {len(table.entries)} entries")
+    given = {
+        "table": None if args.out is None else str(args.out), "height": args.height,
+        "width": args.width, "backend": args.backend, "device": args.device,
+        "threads": args.threads, "min_time": args.min_time, "statistic": args.statistic,
+    }  # fmt: skip
+    settings = replace(cfg.latency, **{k: v for k, v in given.items() if v is not None})
+    table = build_table(settings, space=cfg.space, progress=True)
+    print(f"{settings.table}: {len(table.entries)} entries")
     return 0
 
 
@@ -531,7 +534,9 @@ def _add_lut(sub: _Commands) -> None:
             Time every kernel the configured search space can produce at HEIGHTxWIDTH
             (operators at every width pair, scale and stride, stems, fusion modules, heads)
             on this device, at batch 1. Only entries missing from FILE are measured, so an
-            interrupted build resumes. The table records this device's fingerprint.
+            interrupted build resumes. The table records this device's fingerprint. Every
+            option left out comes from the --config recipe's latency section (the defaults
+            without one), so the table is the one `fasterseg search` with that recipe uses.
 
             example:
               fasterseg lut build --out runs/lut.json --height 256 --width 512 \\
@@ -539,19 +544,29 @@ def _add_lut(sub: _Commands) -> None:
             """
         ),
     )
-    build.add_argument("--out", required=True, type=Path, help="table file (JSON)")
-    build.add_argument("--height", required=True, type=_positive, help="input height")
-    build.add_argument("--width", required=True, type=_positive, help="input width")
-    build.add_argument("--config", type=Path, help="recipe whose space section is used")
-    build.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
-    build.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    build.add_argument("--threads", type=_nonneg, default=0, help="CPU threads (default: all)")
+    build.add_argument("--out", type=Path, help="table file (JSON; default: latency.table)")
+    build.add_argument("--height", type=_positive, help="input height (default: latency.height)")
+    build.add_argument("--width", type=_positive, help="input width (default: latency.width)")
     build.add_argument(
-        "--statistic", choices=["median", "min"], default="median",
-        help="keep each kernel's median call, or its fastest (min: on a shared machine)",
+        "--config", type=Path,
+        help="recipe whose space section is timed and whose latency section gives every default",
     )  # fmt: skip
     build.add_argument(
-        "--min-time", type=float, default=0.2, help="seconds of timing per kernel (0.2)"
+        "--backend", choices=["torch", "onnxruntime"], help="default: latency.backend, torch"
+    )
+    build.add_argument("--device", help="cpu or cuda (default: latency.device, cpu)")
+    build.add_argument(
+        "--threads", type=_nonneg, help="CPU threads (default: latency.threads; 0: all)"
+    )
+    build.add_argument(
+        "--statistic", choices=["median", "min"],
+        help="keep each kernel's median call, or its fastest (min: on a shared machine); "
+        "default: latency.statistic, median",
+    )  # fmt: skip
+    build.add_argument(
+        "--min-time",
+        type=float,
+        help="seconds of timing per kernel (default: latency.min_time, 0.2)",
     )
     build.set_defaults(func=_cmd_lut_build)
     show = lut_sub.add_parser(

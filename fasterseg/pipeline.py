@@ -188,11 +188,8 @@ def _measure_all(
     lut = table_path if same_res else out / "lut_report.json"
     specs = [s for g in genotypes.values() for s in genotype_kernels(g, h, w, classes)]
     lat = search_cfg.latency
-    table = build_table(
-        lut, specs=specs, height=h, width=w, backend=lat.backend, device=lat.device,
-        threads=rep.threads or lat.threads or None, min_time=lat.min_time,
-        statistic=lat.statistic, progress=False,
-    )  # fmt: skip
+    settings = replace(lat, table=str(lut), height=h, width=w, threads=rep.threads or lat.threads)
+    table = build_table(settings, specs=specs, progress=False)
     threads = table.fingerprint.get("threads")
     stat = table.fingerprint.get("statistic", "median")
     for key, geno in genotypes.items():

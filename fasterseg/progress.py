@@ -22,8 +22,13 @@ T = TypeVar("T")
 
 log = logging.getLogger("fasterseg.progress")
 
-#: Off a terminal a loop of n steps logs min(n, LINES) lines, one as it passes each tenth.
+#: Off a terminal a loop of n steps logs up to min(n, LINES) lines, one as it passes each tenth.
 LINES = 10
+#: ... but a tenth reached sooner than this after the last line is not logged (the last step
+#: always is): a loop of half a second says it ran in one line, not ten.
+MIN_SECONDS = 2.0
+
+_clock = time.perf_counter
 
 
 def stderr_is_tty() -> bool:
@@ -43,15 +48,18 @@ class _Lines:
 
     def __iter__(self) -> Iterator[T]:
         total = self._total
-        tic = time.perf_counter()
+        tic = last = _clock()
         done = 0
         for item in self._iterable:
             yield item
             done += 1
             # Every ceil(n / LINES) steps would give 9 lines for 25 steps and 6 for 11: a line
             # as the count passes each tenth gives min(n, LINES) lines for any n.
-            if total and done * LINES // total > (done - 1) * LINES // total:
-                elapsed = time.perf_counter() - tic
+            if not total or done * LINES // total == (done - 1) * LINES // total:
+                continue
+            now = _clock()
+            if done == total or now - last >= MIN_SECONDS:
+                last, elapsed = now, now - tic
                 log.info(
                     "%s: %d/%d %s (%.0f%%, %.1f s)%s",
                     self._desc, done, total, self._unit, 100 * done / total, elapsed,

@@ -6,6 +6,8 @@ import copy
 import json
 import logging
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,3 +182,45 @@ def test_evaluate_unlabelled_split_says_where_the_predictions_are(trained, tmp_p
     assert len(list((preds / "labelIds").glob("*_labelIds.png"))) == 1
     assert main(argv) == 0
     assert "no predictions saved" in capsys.readouterr().out
+
+
+CLI_MD = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+CLI_MD_HEAD = """# Command-line reference
+
+Generated from `fasterseg ... --help`. Every command prints one line and exits with status 2 on a
+user error; `fasterseg --debug COMMAND ...` shows the traceback instead.
+"""
+
+
+def render_cli_md() -> str:
+    """docs/cli.md as the parser prints it (help wrapped for a 100-column terminal)."""
+    from fasterseg.cli import build_parser
+
+    parser = build_parser()
+    commands = [[]]
+    for action in parser._subparsers._group_actions:  # the subcommands, in parser order
+        for name, sub in action.choices.items():
+            nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+            if nested:
+                commands += [[name, inner] for inner in nested[0].choices]
+            else:
+                commands.append([name])
+    sections = [CLI_MD_HEAD]
+    for words in commands:
+        p = parser
+        for w in words:
+            p = next(
+                a.choices[w] for a in p._actions if isinstance(a, argparse._SubParsersAction)
+            )
+        sections.append(f"## fasterseg {' '.join(words)}\n\n```\n{p.format_help()}```\n")
+    return "\n".join(sections)
+
+
+def test_docs_cli_md_is_the_help_the_commands_print(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    expected = render_cli_md()
+    if os.environ.get("FASTERSEG_WRITE_DOCS") == "1":  # regenerate: the one way to edit it
+        CLI_MD.write_text(expected, encoding="utf-8")
+    assert CLI_MD.read_text(encoding="utf-8") == expected, (
+        "docs/cli.md differs from --help: FASTERSEG_WRITE_DOCS=1 pytest tests/test_cli.py -k docs"
+    )

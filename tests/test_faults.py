@@ -45,10 +45,11 @@ search:
     pretrain_crop: [64, 128]
     batch_size: 2
     pretrain_batch_size: 2
-    device: cpu
+  runtime: {{device: cpu}}
 train:
   data: {{crop: [64, 128], scales: [0.75, 1.0], batch_size: 4, workers: 0}}
-  train: {{epochs: 3, iters_per_epoch: 3, ohem_min_kept: 512, device: cpu, eval_every: 1}}
+  train: {{epochs: 3, iters_per_epoch: 3, ohem_min_kept: 512, eval_every: 1}}
+  runtime: {{device: cpu}}
 report: {{height: 64, width: 128, measure: false, peer: false}}
 """
 

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from fasterseg.config import SpaceConfig
+from fasterseg.config import LatencyConfig, SpaceConfig
 from fasterseg.errors import ConfigError, UserError
 from fasterseg.genotype import Branch, Genotype, nf
 from fasterseg.latency import (
@@ -38,6 +38,12 @@ from fasterseg.space import Role, SuperNet, WidthMode
 H, W = 64, 128
 TINY = SpaceConfig(layers=6, fch=4)
 FAST = 0.005
+
+
+def settings(out, **kwargs) -> LatencyConfig:
+    """A latency section for a table at ``out`` at the tests' resolution."""
+    return LatencyConfig(table=str(out), **{"height": H, "width": W, **kwargs})
+
 FP = {
     "cpu": "test cpu",
     "cores": 2,
@@ -320,9 +326,7 @@ def test_build_table_resumes_measuring_only_missing(tmp_path, monkeypatch):
     specs = space_kernels(TINY, H, W)[:12]
     extra = [OpSpec("conv", 4, 4, 8, 8)]
     out = tmp_path / "lut.json"
-    table = build_table(
-        out, height=H, width=W, threads=1, specs=specs, extra_specs=extra, progress=False
-    )
+    table = build_table(settings(out, threads=1), specs=specs, extra_specs=extra, progress=False)
     assert len(calls) == 13 and len(table) == 13
     data = json.loads(out.read_text())
     removed = sorted(data["entries"])[:4]
@@ -330,18 +334,15 @@ def test_build_table_resumes_measuring_only_missing(tmp_path, monkeypatch):
         del data["entries"][key]
     out.write_text(json.dumps(data))
     calls.clear()
-    table = build_table(
-        out, height=H, width=W, threads=1, specs=specs, extra_specs=extra, progress=False
-    )
+    table = build_table(settings(out, threads=1), specs=specs, extra_specs=extra, progress=False)
     assert len(calls) == 4 and len(table) == 13
     assert set(LatencyTable.load(out).entries) == {s.key() for s in [*specs, *extra]}
     with pytest.raises(LatencyTableError, match="threads: 1 vs 2"):
-        build_table(out, height=H, width=W, threads=2, specs=specs, progress=False)
+        build_table(settings(out, threads=2), specs=specs, progress=False)
     with pytest.raises(ConfigError, match="100"):
-        build_table(out, height=100, width=W, specs=specs, progress=False)
+        build_table(settings(out, height=100), specs=specs, progress=False)
     with pytest.raises(LatencyTableError, match="statistic: 'median' vs 'min'"):
-        build_table(out, height=H, width=W, threads=1, statistic="min", specs=specs,
-                    progress=False)  # fmt: skip
+        build_table(settings(out, threads=1, statistic="min"), specs=specs, progress=False)
 
 
 def test_lut_build_cli_records_the_statistic(tmp_path, monkeypatch):
@@ -366,9 +367,8 @@ def test_lut_build_cli_records_the_statistic(tmp_path, monkeypatch):
 def test_build_table_measures_real_kernels(tmp_path):
     specs = [OpSpec("conv", 4, 4, 8, 16), OpSpec("ffm", 8, 8, 8, 16)]
     table = build_table(
-        tmp_path / "lut.json", height=H, width=W, threads=1, min_time=FAST, specs=specs,
-        progress=False,
-    )  # fmt: skip
+        settings(tmp_path / "lut.json", threads=1, min_time=FAST), specs=specs, progress=False
+    )
     assert all(table.get(s).ms > 0 and table.get(s).n >= 3 for s in specs)
     assert table.fingerprint["threads"] == 1 and table.fingerprint["height"] == H
 
@@ -503,7 +503,7 @@ def test_profile_cli_predicts_calibrates_and_measures(tmp_path, monkeypatch, cap
         build_mod, "measure_module", lambda module, inputs, **kw: Measurement(0.5, 0.01, 5)
     )
     out = tmp_path / "lut.json"
-    table = build_table(out, height=H, width=W, threads=1, specs=specs, progress=False)
+    table = build_table(settings(out, threads=1), specs=specs, progress=False)
     table.calibration = Calibration(scale=1.5, offset_ms=2.0, fitted_on=30)
     table.save(out)
     argv = ["profile", "fasterseg-student", "--lut", str(out), "--height", str(H),

@@ -103,3 +103,15 @@ def test_the_checker_sees_a_deferred_import():
     graph = _imports()
     # cli imports every command's library function inside its handler
     assert "fasterseg.engine.search" in graph["fasterseg.cli"]
+
+
+def test_training_never_imports_the_search_space():
+    # design rule: search hands training a Genotype file, nothing else
+    graph = _imports()
+    seen, todo = set(), ["fasterseg.engine.train"]
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.get(node, ()))
+    assert not {m for m in seen if m.startswith("fasterseg.space")}

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from fasterseg.config import SpaceConfig
+from fasterseg.config import LatencyConfig, SpaceConfig
 from fasterseg.latency import Measurement, build_table, space_kernels
 from fasterseg.latency import build as build_mod
 from fasterseg.progress import progress_bar
@@ -28,7 +28,22 @@ def stderr(monkeypatch):
     return fake
 
 
-def test_off_a_terminal_a_loop_logs_one_line_per_tenth(stderr, caplog):
+@pytest.fixture()
+def slow(monkeypatch):
+    """A clock on which every reading is 10 s after the previous one: every step is slow."""
+    ticks = iter(range(0, 10**6, 10))
+    monkeypatch.setattr("fasterseg.progress._clock", lambda: float(next(ticks)))
+
+
+def test_a_fast_loop_off_a_terminal_logs_only_its_end(stderr, caplog):
+    caplog.set_level(logging.INFO, logger="fasterseg.progress")
+    for _ in progress_bar(range(25), desc="work"):
+        pass  # microseconds: no tenth comes MIN_SECONDS after the last line
+    lines = _lines(caplog)
+    assert len(lines) == 1 and lines[0].startswith("work: 25/25 it (100%,")
+
+
+def test_off_a_terminal_a_loop_logs_one_line_per_tenth(slow, stderr, caplog):
     caplog.set_level(logging.INFO, logger="fasterseg.progress")
     bar = progress_bar(range(25), desc="work", unit="step")
     seen = []
@@ -48,7 +63,7 @@ def test_off_a_terminal_a_loop_logs_one_line_per_tenth(stderr, caplog):
 
 
 @pytest.mark.parametrize("n", [3, 11, 100])
-def test_off_a_terminal_a_loop_logs_at_most_ten_lines(n, stderr, caplog):
+def test_off_a_terminal_a_loop_logs_at_most_ten_lines(n, slow, stderr, caplog):
     caplog.set_level(logging.INFO, logger="fasterseg.progress")
     for _ in progress_bar(range(n), desc="work"):
         pass
@@ -73,17 +88,19 @@ def test_on_a_terminal_a_bar_is_drawn_instead_of_lines(monkeypatch, caplog):
     assert "\r" in terminal.getvalue() and "work" in terminal.getvalue()
 
 
-def test_build_table_logs_kernel_progress_off_a_terminal(tmp_path, monkeypatch, stderr, caplog):
+def test_build_table_logs_kernel_progress_off_a_terminal(
+    tmp_path, monkeypatch, slow, stderr, caplog
+):
     monkeypatch.setattr(build_mod, "measure_module", lambda *a, **k: Measurement(1.0, 0.0, 1))
     specs = space_kernels(SpaceConfig(layers=6, fch=4), 64, 128)[:20]
     caplog.set_level(logging.INFO, logger="fasterseg.progress")
-    build_table(tmp_path / "lut.json", height=64, width=128, threads=1, specs=specs)
+    build_table(LatencyConfig(str(tmp_path / "lut.json"), 64, 128, threads=1), specs=specs)
     lines = _lines(caplog)
     assert len(lines) == 10
     assert lines[0].startswith("measuring kernels: 2/20 kernel (10%,")
     assert lines[-1].startswith("measuring kernels: 20/20 kernel (100%,")
     caplog.clear()
-    build_table(tmp_path / "lut2.json", height=64, width=128, threads=1, specs=specs,
-                progress=False)  # fmt: skip
+    lut2 = LatencyConfig(str(tmp_path / "lut2.json"), 64, 128, threads=1)
+    build_table(lut2, specs=specs, progress=False)
     assert _lines(caplog) == []
     assert "\r" not in stderr.getvalue()

@@ -2,15 +2,24 @@
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from fasterseg.config import config_from_dict
 from fasterseg.data.synth import generate_dataset
-from fasterseg.engine.search import objective, search, split_indices
+from fasterseg.engine.search import objective, search, search_table, split_indices
+from fasterseg.errors import ConfigError
 from fasterseg.genotype import Genotype
-from fasterseg.latency import LatencyTable, Measurement, genotype_latency, space_kernels
+from fasterseg.latency import (
+    LatencyTable,
+    LatencyTableError,
+    Measurement,
+    device_fingerprint,
+    genotype_latency,
+    space_kernels,
+)
 from fasterseg.models import create_model
 
 H, W = 64, 128
@@ -155,3 +164,25 @@ def test_search_with_amp_on_cuda(data, tmp_path):
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["scalers"]["weight"]["scale"] > 0
     Genotype.load(tmp_path / "arch_student.json")
+
+
+def test_allow_mismatch_searches_with_a_complete_foreign_table(data, tmp_path, caplog):
+    path = tmp_path / "foreign.json"
+    cfg = _cfg(data, {"latency": {"height": H, "width": W, "table": str(path)}})
+    # "measured" on another machine: a complete fingerprint that is not this machine's
+    fp = {**device_fingerprint("torch", "cpu", 1, H, W), "cpu": "another", "device": "synthetic"}
+    table = LatencyTable(fp, fake_table(cfg.space).entries)
+    table.save(path)
+    with pytest.raises(LatencyTableError, match=r"fingerprint|device"):
+        search_table(cfg, progress=False)  # this machine's table would differ: refused
+    allowed = replace(cfg, latency=replace(cfg.latency, allow_mismatch=True))
+    with caplog.at_level("WARNING", logger="fasterseg.engine.search"):
+        got = search_table(allowed, progress=False)
+    assert set(got.entries) == set(table.entries)  # used as it is, nothing measured
+    assert "measured on synthetic" in caplog.text and "allow_mismatch" in caplog.text
+    partial = LatencyTable(table.fingerprint)
+    for key in list(table.entries)[:-3]:
+        partial.entries[key] = table.entries[key]
+    partial.save(path)
+    with pytest.raises(ConfigError, match="lacks 3 kernels of this space"):
+        search_table(allowed, progress=False)

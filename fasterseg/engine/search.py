@@ -153,7 +153,13 @@ def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
     check_space(cfg.space)
     lat = cfg.latency
     if lat.allow_mismatch and Path(lat.table).exists():
-        table = LatencyTable.load(lat.table, allow_mismatch=True)
+        table = LatencyTable.load(lat.table)
+        fp = table.fingerprint
+        log.warning(
+            "%s: searching with a table measured on %s (%s, %s, %s threads) as it is "
+            "(latency.allow_mismatch)",
+            lat.table, fp.get("device"), fp.get("cpu"), fp.get("backend"), fp.get("threads"),
+        )  # fmt: skip
         missing = table.missing(space_kernels(cfg.space, lat.height, lat.width))
         if missing:
             raise ConfigError(
@@ -162,11 +168,7 @@ def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
                 "it on its device or use a table of this machine"
             )
         return table
-    return build_table(
-        lat.table, space=cfg.space, height=lat.height, width=lat.width, backend=lat.backend,
-        device=lat.device, threads=lat.threads or None, min_time=lat.min_time,
-        statistic=lat.statistic, progress=progress,
-    )  # fmt: skip
+    return build_table(lat, space=cfg.space, progress=progress)
 
 
 def search(

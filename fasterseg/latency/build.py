@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import torch
-
-from ..config import SpaceConfig
+from ..config import LatencyConfig, SpaceConfig
 from ..progress import progress_bar
 from .enumerate import check_resolution, space_kernels
 from .measure import check_backend, measure_module, resolve_threads
@@ -20,28 +17,24 @@ log = logging.getLogger(__name__)
 
 
 def build_table(
-    out: str | os.PathLike,
+    settings: LatencyConfig,
     *,
     space: SpaceConfig | None = None,
-    height: int,
-    width: int,
-    backend: str = "torch",
-    device: torch.device | str = "cpu",
-    threads: int | None = None,
-    min_time: float = 0.2,
-    statistic: str = "median",
-    resize_mode: str = "bilinear",
     specs: Iterable[OpSpec] | None = None,
     extra_specs: Iterable[OpSpec] = (),
+    resize_mode: str = "bilinear",
     save_every: int = 10,
     progress: bool = True,
 ) -> LatencyTable:
-    """Measure every kernel of ``space`` at (height, width) that ``out`` lacks; save and return
-    the table.
+    """Measure every kernel of ``space`` that the table file ``settings.table`` lacks; save
+    and return the table.
 
-    The kernels are :func:`space_kernels` ``(space, height, width, resize_mode)`` (``space``
-    defaults to the paper's), or exactly ``specs`` when given, plus ``extra_specs``. An existing
-    table at ``out`` is loaded first (its fingerprint must match this device, backend, thread
+    ``settings`` (a config's ``latency`` section) says where the table lives, the resolution
+    (``height`` x ``width``), the backend, device, thread count (0: this process's), the
+    minimum timing per kernel and the statistic kept. The kernels are :func:`space_kernels`
+    ``(space, height, width, resize_mode)`` (``space`` defaults to the paper's), or exactly
+    ``specs`` when given, plus ``extra_specs``. An existing table at ``settings.table`` is
+    loaded first (its fingerprint must match this device, backend, thread
     count and resolution, else LatencyTableError) and only missing entries are measured. The
     table is saved atomically every ``save_every`` new entries and at the end, so a killed
     build resumes where it stopped. ``statistic`` (``median``, or ``min`` on a machine shared
@@ -49,11 +42,14 @@ def build_table(
     on a terminal, a log line per tenth elsewhere. Height and width must be multiples of 32
     (ConfigError otherwise).
     """
+    height, width, backend = settings.height, settings.width, settings.backend
     check_resolution(height, width)
-    dev = check_backend(backend, device)
-    n_threads = resolve_threads(threads)
-    fingerprint = device_fingerprint(backend, dev, n_threads, height, width, statistic=statistic)
-    out = Path(out)
+    dev = check_backend(backend, settings.device)
+    n_threads = resolve_threads(settings.threads or None)
+    fingerprint = device_fingerprint(
+        backend, dev, n_threads, height, width, statistic=settings.statistic
+    )
+    out = Path(settings.table)
     if out.exists():
         table = LatencyTable.load(out, expect_fingerprint=fingerprint)
     else:
@@ -86,8 +82,8 @@ def build_table(
                 backend=backend,
                 device=dev,
                 threads=n_threads,
-                min_time=min_time,
-                statistic=statistic,
+                min_time=settings.min_time,
+                statistic=settings.statistic,
             ),
         )
         done += 1
