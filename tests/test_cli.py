@@ -2,28 +2,20 @@
 without a table, and ``evaluate``'s prediction folders read by cityscapesscripts' own evaluator."""
 
 import argparse
-import copy
 import json
 import logging
-import math
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_ONE_BRANCH, assert_same_scores, cityscapes_args, train_tiny
 
 from fasterseg.cli import build_parser, main
-from fasterseg.config import config_from_dict
-from fasterseg.data.synth import generate_dataset
 from fasterseg.engine.evaluate import evaluate_checkpoint
-from fasterseg.engine.train import train
-from fasterseg.genotype import Branch, Genotype
 from fasterseg.latency import LatencyTable, Measurement, device_fingerprint, genotype_kernels
 
-TINY = Genotype(
-    "tiny", 4, 1.0, 1.0, (0.5, 1.0),
-    (Branch(("conv", "conv"), (0, 0), (1.0, 1.0)),),
-)  # fmt: skip
+TINY = TINY_ONE_BRANCH
 H, W = 64, 64
 
 
@@ -97,31 +89,12 @@ def test_profile_measures_with_the_tables_settings(tiny_arch, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny synthetic dataset (3 val images, 1 unlabelled test image) and a checkpoint."""
-    t = tmp_path_factory.mktemp("cli")
-    generate_dataset(t / "data", train=4, val=3, test=1, size=(64, 128), seed=0)
-    cfg = config_from_dict(
-        {
-            "data": {"root": str(t / "data"), "crop": [64, 128], "scales": [1.0],
-                     "batch_size": 2, "workers": 0},
-            "train": {"epochs": 1, "iters_per_epoch": 3, "ohem_min_kept": 64},
-            "runtime": {"device": "cpu"},
-        }
-    )  # fmt: skip
-    train(cfg, TINY, t / "run", progress=False)
-    return t / "data", t / "run" / "last.pt"
+    data, run = train_tiny(tmp_path_factory.mktemp("cli"), train_images=4, val=3, test=1, iters=3)
+    return data, run / "last.pt"
 
 
 def _cityscapes_args(prediction_path):
-    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval
-
-    args = copy.copy(cs_eval.args)  # a copy: the module-level args object is global state
-    args.predictionPath = str(prediction_path)
-    args.predictionWalk = None
-    # Its instance-level score calls np.in1d, which numpy 2.4 removed.
-    args.evalInstLevelScore = False
-    args.JSONOutput = False
-    args.quiet = True
-    return args
+    return cityscapes_args(predictionPath=str(prediction_path), predictionWalk=None)
 
 
 def test_evaluate_predictions_pass_the_official_evaluator(trained, tmp_path, capsys, caplog):
@@ -155,13 +128,7 @@ def test_evaluate_predictions_pass_the_official_evaluator(trained, tmp_path, cap
     pred_list = [cs_eval.getPrediction(args, str(gt)) for gt in gts]
     assert pred_list == [str(preds / "labelIds" / f"{k}_labelIds.png") for k in keys]
     ref = cs_eval.evaluateImgLists(pred_list, [str(gt) for gt in gts], args)
-    assert ours["miou"] == pytest.approx(ref["averageScoreClasses"], abs=1e-6)
-    for name, iou in ours["per_class_iou"].items():
-        expected = ref["classScores"][name]
-        if math.isnan(expected):
-            assert iou is None, name
-        else:
-            assert iou == pytest.approx(expected, abs=1e-6), name
+    assert_same_scores(ours, ref)
     assert sum(iou is not None for iou in ours["per_class_iou"].values()) >= 2
 
     # The whole folder still scores with `fasterseg score` (colour PNGs skipped), and the

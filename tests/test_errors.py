@@ -10,36 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_ONE_BRANCH, train_tiny
 from PIL import Image
 
 from fasterseg.cli import main
-from fasterseg.config import config_from_dict
-from fasterseg.data.synth import generate_dataset
-from fasterseg.engine.train import train
-from fasterseg.genotype import Branch, Genotype
 from fasterseg.models import load_genotype
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
-TINY = Genotype(
-    "tiny", 4, 1.0, 1.0, (0.5, 1.0),
-    (Branch(("conv", "conv"), (0, 0), (1.0, 1.0)),),
-)  # fmt: skip
+TINY = TINY_ONE_BRANCH
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A dataset, a trained checkpoint and a few files the cases start from."""
     t = tmp_path_factory.mktemp("errors")
-    generate_dataset(t / "data", train=2, val=1, size=(64, 128), seed=0)
-    cfg = config_from_dict(
-        {
-            "data": {"root": str(t / "data"), "crop": [64, 128], "scales": [1.0],
-                     "batch_size": 2, "workers": 0},
-            "train": {"epochs": 1, "iters_per_epoch": 1, "ohem_min_kept": 64},
-            "runtime": {"device": "cpu"},
-        }
-    )  # fmt: skip
-    train(cfg, TINY, t / "run", progress=False)
+    train_tiny(t, train_images=2, val=1, iters=1)
     (t / "good.yaml").write_text("data:\n  batch_size: 2\n")
     load_genotype("fasterseg-student").save(t / "student.json")
     return t

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shutil
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same_scores, cityscapes_args
 from PIL import Image
 
 from fasterseg.cli import main
@@ -184,21 +184,12 @@ def test_score_folder_agrees_with_cityscapesscripts(tmp_path: Path) -> None:
     root, pred_dir, gt_list, pred_list = _make_dataset(tmp_path)
     ours = score_folder(pred_dir, root, split="val")
 
-    args = copy.copy(cs_eval.args)  # a copy: the module-level args object is global state
-    args.evalInstLevelScore = False
-    args.evalPixelAccuracy = False
-    args.JSONOutput = False
-    args.quiet = True
+    args = cityscapes_args(evalPixelAccuracy=False)
     ref = cs_eval.evaluateImgLists(pred_list, gt_list, args)
 
     assert ours["images"] == 3
     assert list(ours["per_class_iou"]) == list(TABLE.class_names)
-    for name, iou in ours["per_class_iou"].items():
-        expected = ref["classScores"][name]
-        if math.isnan(expected):
-            assert iou is None, name
-        else:
-            assert iou == pytest.approx(expected, abs=1e-6), name
+    assert_same_scores(ours, ref)
     assert ours["per_class_iou"]["train"] is None
     assert sum(v is not None for v in ours["per_class_iou"].values()) == 18
     assert ours["miou"] == pytest.approx(ref["averageScoreClasses"], abs=1e-6)

@@ -1,0 +1,63 @@
+"""Pieces several test files share: a tiny trained checkpoint, cityscapesscripts' arguments."""
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fasterseg.config import config_from_dict
+from fasterseg.data.synth import generate_dataset
+from fasterseg.engine.train import train
+from fasterseg.genotype import Branch, Genotype
+
+#: One conv branch of two cells: the smallest network that trains and evaluates.
+TINY_ONE_BRANCH = Genotype(
+    "tiny", 4, 1.0, 1.0, (0.5, 1.0),
+    (Branch(("conv", "conv"), (0, 0), (1.0, 1.0)),),
+)  # fmt: skip
+
+
+def train_tiny(
+    root: Path, *, train_images: int, val: int, test: int = 0, iters: int
+) -> tuple[Path, Path]:
+    """Synthetic scenes (64x128) under ``root/data`` and ``root/run`` trained on them for one
+    epoch of ``iters`` steps; returns (data root, the run folder)."""
+    generate_dataset(root / "data", train=train_images, val=val, test=test, size=(64, 128), seed=0)
+    cfg = config_from_dict(
+        {
+            "data": {"root": str(root / "data"), "crop": [64, 128], "scales": [1.0],
+                     "batch_size": 2, "workers": 0},
+            "train": {"epochs": 1, "iters_per_epoch": iters, "ohem_min_kept": 64},
+            "runtime": {"device": "cpu"},
+        }
+    )  # fmt: skip
+    train(cfg, TINY_ONE_BRANCH, root / "run", progress=False)
+    return root / "data", root / "run"
+
+
+def cityscapes_args(**fields: Any) -> Any:
+    """A copy of cityscapesscripts' evaluator arguments (the module-level object is global
+    state), quiet, without the instance-level score (it calls np.in1d, gone in numpy 2.4)."""
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval
+
+    args = copy.copy(cs_eval.args)
+    args.evalInstLevelScore = False
+    args.JSONOutput = False
+    args.quiet = True
+    for key, value in fields.items():
+        setattr(args, key, value)
+    return args
+
+
+def assert_same_scores(ours: dict[str, Any], ref: dict[str, Any]) -> None:
+    """Our scores equal cityscapesscripts' ``evaluateImgLists`` result: mIoU and each class's
+    IoU to 1e-6 (its float64 sums), a class it cannot score (NaN) unscored (None) here."""
+    assert ours["miou"] == pytest.approx(ref["averageScoreClasses"], abs=1e-6)
+    for name, iou in ours["per_class_iou"].items():
+        expected = ref["classScores"][name]
+        if math.isnan(expected):
+            assert iou is None, name
+        else:
+            assert iou == pytest.approx(expected, abs=1e-6), name
