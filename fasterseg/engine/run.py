@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import distributed as dist
-from ..config import Config, DataConfig, save_config
+from ..config import Config, DataConfig, RuntimeConfig, save_config
 from ..data.datasets import SegmentationFolder, build_dataset
 from ..data.transforms import eval_transforms, train_transforms
 from ..errors import ConfigError, DivergedError
@@ -68,18 +68,14 @@ class Runtime:
     dtype: torch.dtype = torch.float32
 
     @classmethod
-    def create(
-        cls,
-        device: torch.device,
-        *,
-        sync_bn: bool,
-        amp: bool,
-        channels_last: bool,
-        dtype: torch.dtype = torch.float32,
-    ) -> Runtime:
-        """The runtime of this process (its world size read from the process group)."""
-        use_amp = amp and device.type == "cuda" and dtype == torch.float32
-        return cls(device, dist.world_size(), sync_bn, use_amp, channels_last, dtype)
+    def create(cls, device: torch.device, settings: RuntimeConfig) -> Runtime:
+        """This process's runtime on ``device`` from a config's ``runtime`` section (the
+        world size is read from the process group)."""
+        dtype = resolve_dtype("runtime.dtype", settings.dtype)
+        use_amp = settings.amp and device.type == "cuda" and dtype == torch.float32
+        return cls(
+            device, dist.world_size(), settings.sync_bn, use_amp, settings.channels_last, dtype
+        )
 
     @property
     def main(self) -> bool:

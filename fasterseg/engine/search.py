@@ -216,10 +216,7 @@ def _search(
     pre_set, search_set = run.train_dataset(d, s.pretrain_crop), run.train_dataset(d, s.crop)
     val_set = run.val_dataset(cfg)
     weight_idx, arch_idx = split_indices(len(search_set), s.train_portion, rt_cfg.seed)
-    rt = run.Runtime.create(
-        device, sync_bn=rt_cfg.sync_bn, amp=rt_cfg.amp, channels_last=rt_cfg.channels_last,
-        dtype=run.resolve_dtype("runtime.dtype", rt_cfg.dtype),
-    )  # fmt: skip
+    rt = run.Runtime.create(device, rt_cfg)
     net = run.init_model(lambda: SuperNet(cfg.space), rt_cfg.seed, rt)
     scalers = {"arch": rt.scaler(), "weight": rt.scaler()}
     weights = net.weight_parameters()

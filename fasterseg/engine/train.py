@@ -37,7 +37,6 @@ from .run import (
     epochs,
     init_model,
     loss_precision,
-    resolve_dtype,
     resume_state,
     run_writer,
     set_lr,
@@ -113,10 +112,7 @@ def _train(
     start_run(cfg, out)
     train_set = train_dataset(d, d.crop)
     val_set = val_dataset(cfg)
-    rt = Runtime.create(
-        device, sync_bn=r.sync_bn, amp=r.amp, channels_last=r.channels_last,
-        dtype=resolve_dtype("runtime.dtype", r.dtype),
-    )  # fmt: skip
+    rt = Runtime.create(device, r)
     model = init_model(lambda: Network(genotype, cfg.space.num_classes, aux=True), r.seed, rt)
     if teacher is not None:
         teacher.to(device=device, dtype=rt.dtype).eval()
