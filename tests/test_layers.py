@@ -15,7 +15,7 @@ LAYERS = [
     {"distributed", "progress", "data", "losses", "metrics", "nn"},
     {"space", "decode", "models"},
     {"latency", "profile"},
-    {"engine", "export"},
+    {"engine", "export", "reference"},
     {"pipeline", "report", "cli", "__main__", "__init__"},
 ]
 
