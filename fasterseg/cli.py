@@ -126,7 +126,15 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         print(f"  params (with aux):     {result['params_with_aux'] / 1e6:.3f} M")
         print(f"  MACs (thop, batch 1):  {result['macs'] / 1e9:.2f} G")
         if "latency_ms_predicted" in result:
-            print(f"  latency predicted:     {result['latency_ms_predicted']:.2f} ms")
+            ms = result["latency_ms_predicted"]
+            line = f"  latency predicted:     {ms:.2f} ms"
+            if table is not None and table.fingerprint.get("imported"):
+                from .reference import PUBLISHED_FPS
+
+                line += f" = {1000 / ms:.1f} FPS on {table.fingerprint.get('device')}"
+                if result["name"] in PUBLISHED_FPS:
+                    line += f" (the paper: {PUBLISHED_FPS[result['name']]} FPS end to end)"
+            print(line)
         if "latency_ms_predicted_calibrated" in result:
             print(f"  latency calibrated:    {result['latency_ms_predicted_calibrated']:.2f} ms")
         if "latency_ms_measured" in result:
@@ -231,6 +239,63 @@ def _cmd_lut_show(args: argparse.Namespace) -> int:
     from .latency import LatencyTable
 
     print(LatencyTable.load(args.file, allow_mismatch=True).summary())
+    return 0
+
+
+def _cmd_lut_import(args: argparse.Namespace) -> int:
+    from .reference import import_reference_table
+
+    table = import_reference_table(args.file, reference_quirks=not args.own_downup_entries)
+    table.save(args.out)
+    fp = table.fingerprint
+    print(
+        f"{args.out}: {len(table)} kernels from {args.file} ({fp['device']}, {fp['backend']}, "
+        f"{fp['height']}x{fp['width']}); use it with --lut, or search with "
+        "latency.allow_mismatch=true"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- the released files
+def _pair(text: str) -> tuple[int, int]:
+    parts = text.replace(" ", "").split(",")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected two branch ends such as 2,1, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _cmd_convert_arch(args: argparse.Namespace) -> int:
+    from .reference import genotype_from_arch_file
+
+    geno = genotype_from_arch_file(args.file, role=args.role, pair=args.pair)
+    geno.save(args.out)
+    pair = geno.meta.get("pair", {})
+    print(
+        f"{args.out}: the {geno.meta.get('role')} of {args.file}, branch pair "
+        f"{pair.get('lasts')} (chosen by {pair.get('chosen_by')})"
+    )
+    return 0
+
+
+def _cmd_convert_weights(args: argparse.Namespace) -> int:
+    from .models import load_genotype
+    from .reference import convert_weights
+
+    report = convert_weights(
+        args.file, load_genotype(args.arch), args.out, num_classes=args.classes
+    )
+    if args.json:
+        _print_json(report)
+        return 0
+    print(
+        f"{args.out}: {len(report['loaded'])} tensors loaded, {len(report['aliased'])} aliases "
+        f"of shared layers, {len(report['dropped'])} dropped ({report['format']} format)"
+    )
+    reasons: dict[str, int] = {}
+    for reason in report["dropped"].values():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in sorted(reasons.items()):
+        print(f"  dropped {count}: {reason}")
     return 0
 
 
@@ -576,6 +641,88 @@ def _add_lut(sub: _Commands) -> None:
     )
     show.add_argument("file", type=Path, help="table file (JSON)")
     show.set_defaults(func=_cmd_lut_show)
+    imp = lut_sub.add_parser(
+        "import",
+        formatter_class=_FMT,
+        help="import FasterSeg's released 1080Ti table (latency_lookup_table.npy)",
+        description=textwrap.dedent(
+            """\
+            Read the reference's latency_lookup_table.npy (GTX 1080Ti, TensorRT, 1024x2048)
+            without unpickling anything but a str -> float mapping, map its entries onto
+            this project's kernels by the reference's accounting (docs/reference-files.md)
+            and write a table whose fingerprint says where it comes from. Every command
+            that takes --lut accepts it; a search uses it with latency.allow_mismatch=true.
+
+            example:
+              fasterseg lut import latency_lookup_table.npy --out runs/lut_1080ti.json
+            """
+        ),
+    )
+    imp.add_argument("file", type=Path, help="the reference's latency_lookup_table.npy")
+    imp.add_argument("--out", required=True, type=Path, help="table file to write (JSON)")
+    imp.add_argument(
+        "--own-downup-entries", action="store_true",
+        help="time conv_2x_downup by its own entries (the reference looks up conv_2x's)",
+    )  # fmt: skip
+    imp.set_defaults(func=_cmd_lut_import)
+
+
+def _add_convert(sub: _Commands) -> None:
+    convert = sub.add_parser(
+        "convert",
+        help="convert FasterSeg's released architecture files and weights",
+        description="Convert the files FasterSeg released (docs/reference-files.md).",
+    )
+    convert_sub = convert.add_subparsers(
+        dest="convert_command", metavar="WHAT", parser_class=_Parser
+    )
+    arch = convert_sub.add_parser(
+        "arch",
+        formatter_class=_FMT,
+        help="a released arch_0.pt / arch_1.pt into a genotype JSON file",
+        description=textwrap.dedent(
+            """\
+            Load a released architecture file safely (weights_only, only the numpy globals
+            it needs) and decode it as the reference's train/ network does: the teacher
+            without skip at width 1.0, the branch pair chosen by the objective from the
+            file's mIoU and latency unless --pair says otherwise.
+
+            example:
+              fasterseg convert arch arch_1.pt --out student.json
+            """
+        ),
+    )
+    arch.add_argument("file", type=Path, help="arch_0.pt (teacher) or arch_1.pt (student)")
+    arch.add_argument("--out", required=True, type=Path, help="genotype JSON file to write")
+    arch.add_argument(
+        "--role", choices=["teacher", "student"], help="default: from the file (0 teacher)"
+    )
+    arch.add_argument("--pair", type=_pair, help="branch pair 2,0 or 2,1 (default: objective)")
+    arch.set_defaults(func=_cmd_convert_arch)
+    weights = convert_sub.add_parser(
+        "weights",
+        formatter_class=_FMT,
+        help="a released state dict (weights0.pt / weights1.pt) into a checkpoint",
+        description=textwrap.dedent(
+            """\
+            Map a reference state dict onto the derived network of ARCH and write an
+            ordinary checkpoint of this project (evaluate, export, profile and distill
+            --teacher take it). Every key is loaded, loaded once for a shared layer, or
+            reported as dropped with its reason.
+
+            example:
+              fasterseg convert weights weights1.pt --arch student.json --out student.pt
+            """
+        ),
+    )
+    weights.add_argument("file", type=Path, help="the reference's weights file")
+    weights.add_argument(
+        "--arch", required=True, help="its genotype (convert arch) or a published name"
+    )
+    weights.add_argument("--out", required=True, type=Path, help="checkpoint to write")
+    weights.add_argument("--classes", type=_positive, default=19, help="classes (19)")
+    weights.add_argument("--json", action="store_true", help="print one JSON object")
+    weights.set_defaults(func=_cmd_convert_weights)
 
 
 def _add_pipeline(sub: _Commands) -> None:
@@ -662,7 +809,7 @@ def _add_export(sub: _Commands) -> None:
 #: The subcommands in the order ``fasterseg --help`` lists them.
 _COMMANDS = (
     _add_data, _add_score, _add_profile, _add_train, _add_distill, _add_evaluate, _add_search,
-    _add_lut, _add_pipeline, _add_draw, _add_export,
+    _add_lut, _add_pipeline, _add_draw, _add_export, _add_convert,
 )  # fmt: skip
 
 

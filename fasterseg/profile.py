@@ -44,16 +44,13 @@ def profile_genotype(
     ``latency_ms_predicted_calibrated``. With ``measure`` adds ``latency_ms_measured`` and
     ``latency_ms_measured_std``: the deployable network's forward on one (1, 3, height, width)
     image timed on the CPU, with the table's backend, threads and statistic, or without a table
-    with :data:`DEFAULT_MEASURE`; ``latency_measured_with`` records the backend, thread count and
-    statistic used.
+    (or with one imported from another device) with :data:`DEFAULT_MEASURE`;
+    ``latency_measured_with`` records the backend, thread count and statistic used.
 
     Raises:
         LatencyTableError: ``table`` was built at another height or width.
     """
     import thop
-
-    # latency builds on models (its kernel enumeration plans layers with models.network):
-    # imported here so that importing models never loads latency.
 
     if table is not None:
         h, w = table.fingerprint.get("height"), table.fingerprint.get("width")
@@ -85,7 +82,8 @@ def profile_genotype(
         result["latency_ms_predicted"] = predicted
         if table.calibration is not None:  # fitted on networks measured end to end
             result["latency_ms_predicted_calibrated"] = table.calibration.apply(predicted)
-        settings = {k: table.fingerprint.get(k, v) for k, v in DEFAULT_MEASURE.items()}
+        if not table.fingerprint.get("imported"):  # an imported table was timed elsewhere
+            settings = {k: table.fingerprint.get(k, v) for k, v in DEFAULT_MEASURE.items()}
     if measure:
         settings["threads"] = resolve_threads(settings["threads"])
         m = measure_network(deploy, height, width, **settings)

@@ -32,7 +32,8 @@ def _subparsers(parser: argparse.ArgumentParser, path=()):
 def test_every_command_help_names_all_its_options(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # help lines wide enough that no help text is split
     commands = list(_subparsers(build_parser()))
-    assert len(commands) == 12  # data synth, lut build/show and the nine others
+    # data synth, lut build/show/import, convert arch/weights and the nine others
+    assert len(commands) == 15
     for words, sub in commands:
         with pytest.raises(SystemExit) as exit_:
             main([*words, "--help"])

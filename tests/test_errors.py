@@ -77,6 +77,54 @@ def _other_device(env):
     return str(env / "other.json")
 
 
+REFERENCE = Path(__file__).parent / "data" / "reference"
+
+
+class _RunsCode:
+    """Pickles into a call of os.system: loading it unsafely would run a command."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def _evil(env, name):
+    import torch
+
+    torch.save({"alphas_0_0": _RunsCode()}, env / name)
+    return str(env / name)
+
+
+def _truncated_arch(env):
+    (env / "trunc.pt").write_bytes((REFERENCE / "arch_1.pt").read_bytes()[:200])
+    return str(env / "trunc.pt")
+
+
+def _student_weights(env):
+    import torch
+    from test_reference_weights import rebuild_state_dict
+
+    if not (env / "weights1.pt").exists():
+        torch.save(rebuild_state_dict("student"), env / "weights1.pt")
+    return str(env / "weights1.pt")
+
+
+def _npy(env, name, payload):
+    path = env / name
+    if payload == "array":
+        np.save(path, np.arange(3.0))
+    else:
+        import pickle
+
+        # the .npy header of a 0-d object array, then the pickle
+        header = "{'descr': '|O', 'fortran_order': False, 'shape': (), }"
+        header += " " * (63 - len(header) - 10 - 1) + "\n"
+        path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                         + header.encode("latin1") + pickle.dumps(_RunsCode(), protocol=2))
+    return str(path)
+
+
 CASES = [
     ("misspelled config key",
      lambda e: ["train", "--config", _cfg(e, "k.yaml", "data:\n  batchsize: 2\n"),
@@ -206,6 +254,32 @@ CASES = [
     ("missing predictions to score",
      lambda e: ["score", str(e / "nopreds"), "--gt", str(e / "data")],
      "{tmp}/nopreds"),
+    ("a config key of an earlier release",
+     lambda e: ["train", "--config", _cfg(e, "old.yaml", "train:\n  device: cpu\n"),
+                "--arch", "fasterseg-student", "--out", str(e / "o")],
+     "{tmp}/old.yaml: 'train.device' has moved to 'runtime.device'"),
+    ("an arch file that would run code",
+     lambda e: ["convert", "arch", _evil(e, "evil_arch.pt"), "--out", str(e / "g.json")],
+     "{tmp}/evil_arch.pt: refused to load the arch file: it would import "),
+    ("a truncated arch file",
+     lambda e: ["convert", "arch", _truncated_arch(e), "--out", str(e / "g.json")],
+     "{tmp}/trunc.pt: corrupt or truncated arch file"),
+    ("weights of the other architecture",
+     lambda e: ["convert", "weights", _student_weights(e), "--arch", "fasterseg-teacher",
+                "--out", str(e / "w.pt")],
+     "{tmp}/weights1.pt: stem.0.conv.0.weight has shape [32, 3, 3, 3], the network of genotype "
+     "'fasterseg-teacher' (19 classes) needs [48, 3, 3, 3]"),
+    ("weights that would run code",
+     lambda e: ["convert", "weights", _evil(e, "evil_weights.pt"), "--arch",
+                "fasterseg-student", "--out", str(e / "w.pt")],
+     "{tmp}/evil_weights.pt: refused to load the weights file: it would import "),
+    ("a latency .npy that is not a mapping",
+     lambda e: ["lut", "import", _npy(e, "array.npy", "array"), "--out", str(e / "t.json")],
+     "{tmp}/array.npy: holds a '<f8' array of shape (3,), not a pickled mapping (a 0-d object "
+     "array)"),
+    ("a latency .npy that would run code",
+     lambda e: ["lut", "import", _npy(e, "evil.npy", "evil"), "--out", str(e / "t.json")],
+     "{tmp}/evil.npy: refused to unpickle global "),
 ]  # fmt: skip
 
 

@@ -37,9 +37,10 @@ def genotype_latency(
     """Predicted latency (ms) of ``genotype``'s network at (height, width): the sum of the table
     entries of :func:`genotype_kernels`. ``calibrated`` applies the table's fitted
     :class:`~fasterseg.latency.table.Calibration` (LatencyTableError if it has none).
-    A missing kernel raises KeyError naming it and the command that measures it."""
+    Missing kernels raise KeyError listing them all and how to fill them."""
     dtype = table.fingerprint.get("dtype", "float32")
     specs = genotype_kernels(genotype, height, width, num_classes, resize_mode, dtype)
+    table.require(specs)
     total = sum(table.lookup(s) for s in specs)
     if not calibrated:
         return total

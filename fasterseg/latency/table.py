@@ -184,14 +184,33 @@ class LatencyTable:
         try:
             return self.entries[key]
         except KeyError:
-            where = str(self.path) if self.path is not None else "FILE"
-            h = self.fingerprint.get("height", "H")
-            w = self.fingerprint.get("width", "W")
-            raise KeyError(
-                f"no latency entry {key} in {where}; measure it with "
-                f"`fasterseg lut build --out {where} --height {h} --width {w}` and the "
-                f"--config whose search space contains it"
-            ) from None
+            raise KeyError(self._missing_message([key])) from None
+
+    def require(self, specs: Iterable[OpSpec]) -> None:
+        """Raise KeyError listing every spec without an entry (with the fix), if any."""
+        missing = self.missing(specs)
+        if missing:
+            raise KeyError(self._missing_message([s.key() for s in missing]))
+
+    def _missing_message(self, keys: list[str]) -> str:
+        where = str(self.path) if self.path is not None else "FILE"
+        one = len(keys) == 1
+        what = f"entry {keys[0]}" if one else f"entries ({len(keys)}) {', '.join(keys)}"
+        it, they = ("it", "it") if one else ("them", "they")
+        if self.fingerprint.get("imported"):
+            # another device's timings: measuring here would mix devices in one table
+            return (
+                f"no latency {what} in {where}, imported from {self.fingerprint.get('source')}; "
+                f"neither that table nor its accounting rule covers {it}, and {they} cannot be "
+                f"measured here: use a table built on this machine (`fasterseg lut build`)"
+            )
+        h = self.fingerprint.get("height", "H")
+        w = self.fingerprint.get("width", "W")
+        return (
+            f"no latency {what} in {where}; measure {it} with "
+            f"`fasterseg lut build --out {where} --height {h} --width {w}` and the "
+            f"--config whose search space contains it"
+        )
 
     def lookup(self, spec: OpSpec) -> float:
         """Latency of ``spec`` in milliseconds (KeyError on a miss; never measures)."""
