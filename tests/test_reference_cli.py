@@ -12,6 +12,7 @@ from fasterseg.cli import main
 from fasterseg.config import load_config
 from fasterseg.data.synth import generate_dataset
 from fasterseg.engine.search import search
+from fasterseg.engine.train import teacher_from_checkpoint
 from fasterseg.genotype import Genotype
 from fasterseg.latency import LatencyTable, genotype_latency
 from fasterseg.models import load_genotype
@@ -68,6 +69,13 @@ def test_convert_weights_writes_a_checkpoint_evaluate_reads(tmp_path, capsys):
     generate_dataset(data, train=0, val=1, size=(64, 128), seed=0)
     assert main(["evaluate", str(out), "--data", str(data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 1
+    onnx = tmp_path / "student.onnx"
+    argv = ["export", str(out), "--onnx", str(onnx), "--height", "64", "--width", "128",
+            "--no-measure", "--json"]  # fmt: skip
+    assert main(argv) == 0 and onnx.is_file()  # verified against PyTorch by the command
+    cfg = load_config(None, [f"data.root={data}"])
+    teacher = teacher_from_checkpoint(out, cfg)  # what distill --teacher loads
+    assert not teacher.training and sum(p.numel() for p in teacher.parameters()) == 3_421_875
 
 
 def test_search_against_the_imported_table_predicts_1080ti_milliseconds(imported, tmp_path):
