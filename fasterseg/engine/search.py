@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import distributed as dist
-from ..config import Config, config_to_dict
+from ..config import BudgetConfig, Config, ReferenceConfig, SelectionConfig, config_to_dict
 from ..data.datasets import SegmentationFolder
 from ..data.transforms import build_loader
 from ..decode import DecodeOptions
@@ -62,6 +62,48 @@ STUDENT_WEIGHT_MODES = (WidthMode.SAMPLED, WidthMode.MAX, WidthMode.MIN)
 def objective(miou: float, latency_ms: float, target_ms: float, exponent: float) -> float:
     """The reported accuracy/latency trade-off: miou * (latency / target) ** exponent."""
     return miou * (latency_ms / target_ms) ** exponent
+
+
+def next_lambda(latencies_ms: Sequence[float], lam: float, budget: BudgetConfig) -> float:
+    """Lambda for the next search epoch from the candidate students' predicted latencies.
+
+    The reference's rule (method section 3.3), in milliseconds: halve when any candidate is at
+    or below ``budget.min_ms`` (too fast); otherwise double when any is at or above
+    ``budget.max_ms`` (too slow); otherwise keep. The too-fast test comes first, so a pair
+    straddling the window halves.
+    """
+    if any(v <= budget.min_ms for v in latencies_ms):
+        return lam / 2
+    if any(v >= budget.max_ms for v in latencies_ms):
+        return lam * 2
+    return lam
+
+
+def choose_pairs(
+    candidates: Mapping[Role, Mapping[str, Mapping[str, Any]]],
+    selection: SelectionConfig,
+    reference: ReferenceConfig,
+) -> tuple[str, str]:
+    """The (student, teacher) branch pairs, as keys of ``candidates[role]`` ("20", "21").
+
+    ``candidates[role][pair]`` holds that pair's ``miou`` and ``latency_ms``. The student's
+    pair maximises :func:`objective`, "21" on a tie (the reference takes [2,0] only when its
+    objective is strictly higher: ``[2,0] if obj02 > obj12 else [2,1]``); the teacher takes
+    the student's pair with ``reference.teacher_pair_from_student``, else its own best-mIoU
+    pair.
+    """
+    student, teacher = candidates[Role.STUDENT], candidates[Role.TEACHER]
+
+    def score(pair: str) -> float:
+        c = student[pair]
+        return objective(
+            c["miou"], c["latency_ms"], selection.target_ms, selection.objective_exponent
+        )
+
+    chosen = max(sorted(student, reverse=True), key=score)  # "21" first: it wins a tie
+    if reference.teacher_pair_from_student:
+        return chosen, chosen
+    return chosen, max(teacher, key=lambda k: teacher[k]["miou"])
 
 
 def split_indices(n: int, portion: float, seed: int) -> tuple[list[int], list[int]]:
@@ -488,23 +530,13 @@ def _epoch_report(
             "entropy_alpha": _entropy(net.alphas(role)),
             "entropy_beta": _entropy(net.betas(role)),
         }
-    student = report["student"]
-    chosen = max(student["candidates"], key=lambda k: student["candidates"][k]["objective"])
-    student["chosen"] = chosen
-    student["objective"] = student["candidates"][chosen]["objective"]
-    teacher = report["teacher"]
-    teacher["chosen"] = (
-        chosen
-        if cfg.reference.teacher_pair_from_student
-        else max(teacher["candidates"], key=lambda k: teacher["candidates"][k]["miou"])
+    student, teacher = report["student"], report["teacher"]
+    student["chosen"], teacher["chosen"] = choose_pairs(
+        {r: report[r.value]["candidates"] for r in Role}, sel, cfg.reference
     )
+    student["objective"] = student["candidates"][student["chosen"]]["objective"]
     lats = [c["latency_ms"] for c in student["candidates"].values()]
-    if any(v <= cfg.budget.min_ms for v in lats):
-        report["lambda_next"] = lam / 2
-    elif any(v >= cfg.budget.max_ms for v in lats):
-        report["lambda_next"] = lam * 2
-    else:
-        report["lambda_next"] = lam
+    report["lambda_next"] = next_lambda(lats, lam, cfg.budget)
     return report
 
 
