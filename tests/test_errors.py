@@ -101,6 +101,17 @@ def _truncated_arch(env):
     return str(env / "trunc.pt")
 
 
+def _wrong_shape_arch(env):
+    import torch
+
+    from fasterseg.reference import load_arch_file
+
+    data = load_arch_file(REFERENCE / "arch_1.pt")
+    data["alpha_1_1"] = torch.zeros(14, 5)
+    torch.save(data, env / "shape.pt")
+    return str(env / "shape.pt")
+
+
 def _student_weights(env):
     import torch
     from test_reference_weights import rebuild_state_dict
@@ -264,6 +275,9 @@ CASES = [
     ("a truncated arch file",
      lambda e: ["convert", "arch", _truncated_arch(e), "--out", str(e / "g.json")],
      "{tmp}/trunc.pt: corrupt or truncated arch file"),
+    ("an arch file with a wrong shape",
+     lambda e: ["convert", "arch", _wrong_shape_arch(e), "--out", str(e / "g.json")],
+     "{tmp}/shape.pt: alpha_1_1 has shape [14, 5], expected [15, 5]"),
     ("weights of the other architecture",
      lambda e: ["convert", "weights", _student_weights(e), "--arch", "fasterseg-teacher",
                 "--out", str(e / "w.pt")],
