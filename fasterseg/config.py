@@ -197,18 +197,89 @@ class ArchConfig:
     weight_decay: float = 0.0
 
 
+#: The paper's latency window, 155-175 FPS on a 1080Ti with TensorRT, in ms (low, high).
+PAPER_WINDOW_MS = (1000 / 175, 1000 / 155)
+
+
 @dataclass(frozen=True)
 class BudgetConfig:
     """The student's latency budget: lambda x the latency term joins its architecture loss.
 
     Lambda starts at ``latency_weight``; after each search epoch it halves when a candidate
-    student is predicted at or below ``min_ms`` and doubles when one is at or above
-    ``max_ms`` (at the latency table's resolution).
+    student is predicted at or below the window's lower edge and doubles when one is at or
+    above its upper edge (at the latency table's resolution), never beyond
+    ``max_latency_weight``. The reference has no bound (a student that cannot reach the
+    window doubles lambda every epoch); 1e3 is 2^17 x the paper's 0.01, far more doublings
+    than a 30-epoch search makes, so the bound changes nothing in a run that reaches its
+    window and only stops a hopeless one from growing without end.
+
+    The window is written one way of three (a second way, or half of one, is a ConfigError):
+    ``min_ms``/``max_ms``; ``min_fps``/``max_fps`` (``max_ms = 1000 / min_fps``); or
+    ``relative_to`` (a published architecture or a genotype file) with
+    ``relative_min``/``relative_max``, factors of that architecture's predicted latency on
+    the search's own table, so that the window means the same on every device. With none
+    given the window is the paper's 155-175 FPS in milliseconds (``PAPER_WINDOW_MS``).
     """
 
     latency_weight: float = 0.01
-    min_ms: float = 1000 / 175
-    max_ms: float = 1000 / 155
+    max_latency_weight: float = 1e3
+    min_ms: float | None = None
+    max_ms: float | None = None
+    min_fps: float | None = None
+    max_fps: float | None = None
+    relative_to: str = ""
+    relative_min: float | None = None
+    relative_max: float | None = None
+
+    def __post_init__(self) -> None:
+        forms = self._forms()
+        given = [keys for keys, values in forms.items() if any(v not in (None, "") for v in values)]
+        if len(given) > 1:
+            named = " and ".join("/".join(f"budget.{k}" for k in keys) for keys in given)
+            raise ConfigError(f"budget: the latency window is given twice ({named}); keep one")
+        for keys in given:
+            values = forms[keys]
+            if any(v in (None, "") for v in values):
+                raise ConfigError(
+                    f"budget: {'/'.join(f'budget.{k}' for k in keys)} go together; got "
+                    + ", ".join(f"{k}={v!r}" for k, v in zip(keys, values))
+                )
+            low, high = values[-2:]
+            # 0 ms is a lower edge no student reaches; 0 FPS is no upper edge at all
+            floor_ok = low > 0 if keys[0] == "min_fps" else low >= 0
+            if not (floor_ok and low < high):
+                sign = "<" if keys[0] == "min_fps" else "<="
+                raise ConfigError(
+                    f"budget: expected 0 {sign} budget.{keys[-2]} < budget.{keys[-1]}, "
+                    f"got {low!r} and {high!r}"
+                )
+        if not self.max_latency_weight >= self.latency_weight >= 0:
+            raise ConfigError(
+                f"budget: expected 0 <= budget.latency_weight <= budget.max_latency_weight, "
+                f"got {self.latency_weight!r} and {self.max_latency_weight!r}"
+            )
+
+    def _forms(self) -> dict[tuple[str, ...], tuple[Any, ...]]:
+        return {
+            ("min_ms", "max_ms"): (self.min_ms, self.max_ms),
+            ("min_fps", "max_fps"): (self.min_fps, self.max_fps),
+            ("relative_to", "relative_min", "relative_max"): (
+                self.relative_to,
+                self.relative_min,
+                self.relative_max,
+            ),
+        }
+
+    def absolute_window_ms(self) -> tuple[float, float] | None:
+        """(low, high) ms of an ms or FPS window (the paper's when none is given); None for a
+        relative window, which needs a table (``fasterseg.engine.search.resolve_window``)."""
+        if self.relative_to:
+            return None
+        if self.min_fps is not None and self.max_fps is not None:
+            return 1000 / self.max_fps, 1000 / self.min_fps
+        if self.min_ms is not None and self.max_ms is not None:
+            return self.min_ms, self.max_ms
+        return PAPER_WINDOW_MS
 
 
 @dataclass(frozen=True)
@@ -423,7 +494,10 @@ def _build(cls: type, data: Any, source: str, where: str) -> Any:
             kwargs[key] = _build(tp, value, source, path)
         else:
             kwargs[key] = _coerce(value, tp, source, path)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a check across fields (``__post_init__``): name the file
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def config_from_dict(data: dict[str, Any] | None, source: str = "<dict>") -> Config:

@@ -320,6 +320,8 @@ def _build_report(
             "lambda_final": next(
                 (r["lambda_next"] for r in reversed(rows) if "lambda_next" in r), None
             ),
+            "window_ms": next((r["window_ms"] for r in reversed(rows) if "window_ms" in r), None),
+            "window_reached": history.get("window_reached"),
         }
     table = get_label_table(search_cfg.data.dataset)
     report = {

@@ -801,6 +801,17 @@ def _summary_paragraph(report: Mapping[str, Any]) -> str:
             f"the architectures come from epoch {search['best_epoch']} "
             f"(final latency weight lambda {search['lambda_final']:.3g})."
         )
+        window = search.get("window_ms")
+        if window is not None:
+            low, high = window
+            reached = search.get("window_reached")
+            text += f" The student's latency window was {low:.2f}-{high:.2f} ms"
+            if reached is None:
+                text += "."
+            elif reached:
+                text += "; a chosen student was inside it."
+            else:
+                text += "; **no chosen student was ever inside it**."
     models = report["models"]
     if models:
         names = "; ".join(f"{_model_name(k)}: `{m['arch']}`" for k, m in models.items())
@@ -902,10 +913,11 @@ def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple
     [H, W], ``dataset`` {root, train, val, classes}, ``models`` {key: {arch, miou,
     pixel_accuracy, per_class_iou, train_seconds, params, macs, latency_ms_predicted,
     latency_ms_measured, fps}}, ``references`` {name: {params, macs, latency_ms_predicted,
-    latency_ms_measured, fps}}, ``search`` ({epochs, seconds, best_epoch, lambda_final} or
-    None), ``plots`` {key: path relative to out_dir} and ``notes`` [str]. mIoU, pixel accuracy
-    and IoU are fractions; None means not available (written "-" in the tables; NaN is
-    written to the JSON as null). Returns ``(json_path, md_path)``.
+    latency_ms_measured, fps}}, ``search`` ({epochs, seconds, best_epoch, lambda_final,
+    window_ms, window_reached} or None), ``plots`` {key: path relative to out_dir} and
+    ``notes`` [str]. mIoU, pixel accuracy and IoU are fractions; None means not available
+    (written "-" in the tables; NaN is written to the JSON as null). Returns
+    ``(json_path, md_path)``.
     """
     out = Path(out_dir)
     text = render_report_markdown(report)

@@ -269,6 +269,18 @@ def test_write_report(tmp_path):
     assert "best validation mIoU is 41.2% (teacher)" in md
 
 
+@pytest.mark.parametrize(
+    ("reached", "sentence"),
+    [(True, "; a chosen student was inside it."),
+     (False, "; **no chosen student was ever inside it**.")],
+)  # fmt: skip
+def test_report_says_whether_the_student_reached_its_window(tmp_path, reached, sentence):
+    report = _report()
+    report["search"] = {**report["search"], "window_ms": [5.714, 6.452], "window_reached": reached}
+    _, md_path = write_report(report, tmp_path)
+    assert f"The student's latency window was 5.71-6.45 ms{sentence}" in md_path.read_text()
+
+
 def test_write_report_without_search_and_nan(tmp_path):
     report = {**_report(), "search": None, "plots": {}, "notes": []}
     report["models"]["teacher"]["miou"] = math.nan

@@ -73,7 +73,7 @@ def _batch(seed=0):
 
 # ---------------------------------------------------------------- lambda
 
-WINDOW = BudgetConfig(latency_weight=0.25, min_ms=6.0, max_ms=8.0)
+WINDOW = (6.0, 8.0)
 
 
 @pytest.mark.parametrize(
@@ -95,8 +95,22 @@ def test_lambda_follows_the_reference_rule(latencies, expected):
 
 def test_lambda_halves_at_exactly_the_papers_175_fps():
     # FPS >= 175 halves in the reference: 1000/175 ms is on the lower edge of the default window.
-    assert next_lambda([1000 / 175, 7.0], 0.01, BudgetConfig()) == 0.005
-    assert next_lambda([1000 / 155, 6.0], 0.01, BudgetConfig()) == 0.02
+    window = BudgetConfig().absolute_window_ms()  # no window given: the paper's
+    assert next_lambda([1000 / 175, 7.0], 0.01, window) == 0.005
+    assert next_lambda([1000 / 155, 6.0], 0.01, window) == 0.02
+
+
+@pytest.mark.parametrize(
+    ("lam", "cap", "expected"),
+    [
+        (0.25, 0.4, 0.4),  # doubling would pass the cap: stop at it
+        (0.4, 0.4, 0.4),  # at the cap: stay
+        (0.1, 0.4, 0.2),  # below the cap: double
+    ],
+)
+def test_lambda_doubles_at_most_to_the_cap(lam, cap, expected):
+    assert next_lambda((7.0, 9.0), lam, WINDOW, cap) == expected
+    assert next_lambda((5.0, 9.0), lam, WINDOW, cap) == lam / 2  # halving ignores the cap
 
 
 # ---------------------------------------------------------------- branch pairs

@@ -37,12 +37,13 @@ from ..config import BudgetConfig, Config, ReferenceConfig, SelectionConfig, con
 from ..data.datasets import SegmentationFolder
 from ..data.transforms import build_loader
 from ..decode import DecodeOptions
-from ..errors import ConfigError
+from ..errors import ConfigError, GenotypeError
 from ..genotype import Genotype
 from ..io import atomic_write_json
 from ..latency import LatencyTable, build_table, genotype_latency, latency_loss, space_kernels
 from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
+from ..models import load_genotype
 from ..progress import progress_bar
 from ..space import HEAD_NAMES, Role, SuperNet, WidthMode
 from ..space.supernet import check_space
@@ -64,18 +65,52 @@ def objective(miou: float, latency_ms: float, target_ms: float, exponent: float)
     return miou * (latency_ms / target_ms) ** exponent
 
 
-def next_lambda(latencies_ms: Sequence[float], lam: float, budget: BudgetConfig) -> float:
+def resolve_window(
+    budget: BudgetConfig, table: LatencyTable, height: int, width: int, num_classes: int
+) -> tuple[float, float]:
+    """The latency window (low_ms, high_ms) that ``budget`` means on ``table``.
+
+    An ms or FPS window is the same on every table; a relative one is ``budget.relative_min``
+    and ``relative_max`` times the predicted latency of ``budget.relative_to`` (a published
+    architecture or a genotype file) on ``table`` at ``height`` x ``width`` with
+    ``num_classes`` output classes, the resolution the candidates are predicted at.
+    """
+    absolute = budget.absolute_window_ms()
+    if absolute is not None:
+        return absolute
+    try:
+        geno = load_genotype(budget.relative_to)
+    except GenotypeError as exc:
+        raise ConfigError(f"budget.relative_to: {exc}") from None
+    try:
+        ref_ms = genotype_latency(geno, table, height=height, width=width, num_classes=num_classes)
+    except KeyError as exc:
+        raise ConfigError(
+            f"budget.relative_to {budget.relative_to!r}: the latency table lacks kernels of "
+            f"this architecture ({exc.args[0]})"
+        ) from None
+    assert budget.relative_min is not None and budget.relative_max is not None
+    return budget.relative_min * ref_ms, budget.relative_max * ref_ms
+
+
+def next_lambda(
+    latencies_ms: Sequence[float],
+    lam: float,
+    window_ms: tuple[float, float],
+    max_weight: float = math.inf,
+) -> float:
     """Lambda for the next search epoch from the candidate students' predicted latencies.
 
     The reference's rule (method section 3.3), in milliseconds: halve when any candidate is at
-    or below ``budget.min_ms`` (too fast); otherwise double when any is at or above
-    ``budget.max_ms`` (too slow); otherwise keep. The too-fast test comes first, so a pair
-    straddling the window halves.
+    or below ``window_ms[0]`` (too fast); otherwise double when any is at or above
+    ``window_ms[1]`` (too slow), at most to ``max_weight``; otherwise keep. The too-fast test
+    comes first, so a pair straddling the window halves.
     """
-    if any(v <= budget.min_ms for v in latencies_ms):
+    low, high = window_ms
+    if any(v <= low for v in latencies_ms):
         return lam / 2
-    if any(v >= budget.max_ms for v in latencies_ms):
-        return lam * 2
+    if any(v >= high for v in latencies_ms):
+        return min(lam * 2, max_weight)
     return lam
 
 
@@ -272,6 +307,8 @@ def _search(
         )
         for r in Role
     }
+    window = resolve_window(cfg.budget, table, *lat_hw, cfg.space.num_classes)
+    log.info("latency window %.3f-%.3f ms at %dx%d", *window, *lat_hw)
     lam = cfg.budget.latency_weight
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
@@ -345,7 +382,9 @@ def _search(
                 **{k: v / iters for k, v in sums.items()},
             }
             if not pretrain:
-                row.update(_epoch_report(net, cfg, val_set, table, lam, lat_hw, device, epoch + 1))
+                row.update(
+                    _epoch_report(net, cfg, val_set, table, lam, window, lat_hw, device, epoch + 1)
+                )
                 lam = row["lambda_next"]
                 obj = row["student"]["objective"]
                 if best is None or obj > best["objective"]:
@@ -358,7 +397,7 @@ def _search(
             if not rt.main:
                 continue
             _log(writer, row)
-            atomic_write_json(out / "history.json", {"epochs": history, "best": best})
+            atomic_write_json(out / "history.json", _history(history, best))
             save_checkpoint(
                 ckpt_path,
                 {
@@ -375,7 +414,22 @@ def _search(
                     "best": best,
                 },
             )
-    return {"epochs": history, "best": best}
+    result = _history(history, best)
+    if not result["window_reached"] and rt.main:
+        log.warning(
+            "the student's predicted latency never entered the window %.3f-%.3f ms in %d search "
+            "epochs (last lambda %g, at most budget.max_latency_weight %g); widen the window "
+            "or search longer",
+            *window, s.epochs, lam, cfg.budget.max_latency_weight,
+        )  # fmt: skip
+    return result
+
+
+def _history(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, Any]:
+    """What history.json holds: the epochs, the best one, and whether any search epoch's
+    chosen student was predicted inside its window."""
+    reached = any(r.get("in_window", False) for r in rows)
+    return {"epochs": rows, "best": best, "window_reached": reached}
 
 
 def _cycle(
@@ -497,13 +551,15 @@ def _epoch_report(
     val_set: SegmentationFolder,
     table: LatencyTable,
     lam: float,
+    window: tuple[float, float],
     lat_hw: tuple[int, int],
     device: torch.device,
     epoch: int,
 ) -> dict[str, Any]:
-    """Evaluate both roles, decode candidates, predict latency, adapt lambda."""
+    """Evaluate both roles, decode candidates, predict latency, adapt lambda. ``in_window``:
+    the chosen student is predicted strictly inside ``window`` (the edges move lambda)."""
     s, sel = cfg.search, cfg.selection
-    report: dict[str, Any] = {"lambda": lam}
+    report: dict[str, Any] = {"lambda": lam, "window_ms": list(window)}
     for role in Role:
         mious = evaluate_heads(net, role, val_set, device, s.eval_images)
         candidates = {}
@@ -536,7 +592,9 @@ def _epoch_report(
     )
     student["objective"] = student["candidates"][student["chosen"]]["objective"]
     lats = [c["latency_ms"] for c in student["candidates"].values()]
-    report["lambda_next"] = next_lambda(lats, lam, cfg.budget)
+    report["lambda_next"] = next_lambda(lats, lam, window, cfg.budget.max_latency_weight)
+    chosen_ms = student["candidates"][student["chosen"]]["latency_ms"]
+    report["in_window"] = window[0] < chosen_ms < window[1]
     return report
 
 

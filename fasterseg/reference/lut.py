@@ -155,6 +155,7 @@ class _DType:
 #: GTX 1080Ti with TensorRT at 1024x2048 (its Table 4; method document section 7).
 PUBLISHED_FPS = {"fasterseg-student": 163.9}
 
+
 def _reconstruct(subtype: Any, shape: Any, typecode: Any) -> _Array:
     if subtype is not _NDArrayType:
         raise pickle.UnpicklingError("_reconstruct of something other than numpy.ndarray")
