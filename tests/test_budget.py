@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import pytest
-import torch
 from test_search import KIND_COST, H, W, _cfg, fake_table
 
 from fasterseg.config import BudgetConfig, config_from_dict, load_config
@@ -21,13 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NPY = ROOT / "tests" / "data" / "reference" / "latency_lookup_table.npy"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # small kernels on a shared 2-core machine: one intra-op thread is faster and steadier
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,7 @@ from fasterseg.space.supernet import WidthSample
 H, W = 64, 128
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # On a shared 2-core machine two intra-op threads wait on each other at every small
-    # kernel: these tiny supernets run 10x faster on one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
