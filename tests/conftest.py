@@ -13,6 +13,22 @@ from fasterseg.data.synth import generate_dataset
 from fasterseg.engine.train import train
 from fasterseg.genotype import Branch, Genotype
 
+#: FasterSeg's released files (and files generated from them) that the tests use.
+REFERENCE_DIR = Path(__file__).parent / "data" / "reference"
+REFERENCE_ARCH = {"teacher": REFERENCE_DIR / "arch_0.pt", "student": REFERENCE_DIR / "arch_1.pt"}
+
+
+class WritesMarker:
+    """Unpickling this object runs code: it creates the file ``marker`` (what a hostile
+    released file could carry; a test shows the code did not run by the marker's absence)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
 #: One conv branch of two cells: the smallest network that trains and evaluates.
 TINY_ONE_BRANCH = Genotype(
     "tiny", 4, 1.0, 1.0, (0.5, 1.0),

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from conftest import REFERENCE_DIR
 from test_search import KIND_COST, H, W, _cfg, fake_table
 
 from fasterseg.config import BudgetConfig, config_from_dict, load_config
@@ -17,7 +18,7 @@ from fasterseg.models import load_genotype
 from fasterseg.reference import import_reference_table
 
 ROOT = Path(__file__).resolve().parents[1]
-NPY = ROOT / "tests" / "data" / "reference" / "latency_lookup_table.npy"
+NPY = REFERENCE_DIR / "latency_lookup_table.npy"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_ONE_BRANCH, train_tiny
+from conftest import REFERENCE_DIR, TINY_ONE_BRANCH, WritesMarker, train_tiny
 from PIL import Image
 
 from fasterseg.cli import main
@@ -77,22 +77,13 @@ def _other_device(env):
     return str(env / "other.json")
 
 
-REFERENCE = Path(__file__).parent / "data" / "reference"
-
-
-class _RunsCode:
-    """Pickles into a call of os.system: loading it unsafely would run a command."""
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, ("echo pwned",))
+REFERENCE = REFERENCE_DIR
 
 
 def _evil(env, name):
     import torch
 
-    torch.save({"alphas_0_0": _RunsCode()}, env / name)
+    torch.save({"alphas_0_0": WritesMarker(env / "ran")}, env / name)
     return str(env / name)
 
 
@@ -131,8 +122,9 @@ def _npy(env, name, payload):
         # the .npy header of a 0-d object array, then the pickle
         header = "{'descr': '|O', 'fortran_order': False, 'shape': (), }"
         header += " " * (63 - len(header) - 10 - 1) + "\n"
+        payload = pickle.dumps(WritesMarker(env / "ran"), protocol=2)
         path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
-                         + header.encode("latin1") + pickle.dumps(_RunsCode(), protocol=2))
+                         + header.encode("latin1") + payload)
     return str(path)
 
 

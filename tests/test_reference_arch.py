@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REFERENCE_ARCH, REFERENCE_DIR, WritesMarker
 
 from fasterseg.config import PAPER_WIDTHS
 from fasterseg.errors import ConfigError, UserError
@@ -23,18 +24,7 @@ from fasterseg.reference import (
     load_arch_file,
 )
 
-DATA = Path(__file__).parent / "data" / "reference"
-ARCH = {"teacher": DATA / "arch_0.pt", "student": DATA / "arch_1.pt"}
-
-
-class WritesMarker:
-    """Unpickling this object runs code: it creates the file ``marker``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+DATA, ARCH = REFERENCE_DIR, REFERENCE_ARCH
 
 
 def _save_like_arch(data: dict, path: Path, legacy: bool = True) -> Path:

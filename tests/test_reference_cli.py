@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REFERENCE_DIR
 from test_reference_weights import rebuild_state_dict
 
 from fasterseg.cli import main
@@ -17,7 +18,7 @@ from fasterseg.genotype import Genotype
 from fasterseg.latency import LatencyTable, genotype_latency
 from fasterseg.models import load_genotype
 
-DATA = Path(__file__).parent / "data" / "reference"
+DATA = REFERENCE_DIR
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -3,15 +3,14 @@ figures the reference itself stored in arch_1.pt."""
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import io
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import REFERENCE_DIR, WritesMarker
 
 from fasterseg.config import SpaceConfig
 from fasterseg.decode import ArchParams, decode
@@ -36,7 +35,7 @@ from fasterseg.reference.lut import (
     read_reference_npy,
 )
 
-DATA = Path(__file__).parent / "data" / "reference"
+DATA = REFERENCE_DIR
 NPY = DATA / "latency_lookup_table.npy"
 ARCH_1 = DATA / "arch_1.pt"
 H, W = REFERENCE_HEIGHT, REFERENCE_WIDTH
@@ -117,20 +116,10 @@ def test_reader_reads_what_numpy_2_writes(tmp_path):
     assert read_reference_npy(path) == mapping
 
 
-class _RunsCode:
-    """Unpickles as ``exec(source)``: what a hostile table could carry."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def __reduce__(self):
-        return builtins.exec, (self.source,)
-
-
 @pytest.mark.parametrize("where", ["top level", "inside the object array"])
 def test_a_pickle_that_would_run_code_is_refused_and_does_not_run(tmp_path, where):
     marker = tmp_path / "ran"
-    payload = _RunsCode(f"open({str(marker)!r}, 'w').close()")
+    payload = WritesMarker(marker)
     if where == "top level":
         header = NPY.read_bytes()[:128]
         data = header + pickle.dumps({"ff_H128_W256_C64": payload}, protocol=2)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REFERENCE_ARCH, REFERENCE_DIR, WritesMarker
 
 from fasterseg.config import Config
 from fasterseg.data.datasets import build_dataset
@@ -32,8 +33,7 @@ from fasterseg.reference import (
     reference_key_map,
 )
 
-DATA = Path(__file__).parent / "data" / "reference"
-ARCH = {"teacher": DATA / "arch_0.pt", "student": DATA / "arch_1.pt"}
+DATA, ARCH = REFERENCE_DIR, REFERENCE_ARCH
 
 
 def manifest(role: str) -> dict:
@@ -291,16 +291,6 @@ def test_missing_and_truncated_weights_name_the_file(states, genotypes, tmp_path
     raw = (tmp_path / "full.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2])
     assert "corrupt or truncated weights file" in _error(tmp_path / "cut.pt", geno, out)
-
-
-class WritesMarker:
-    """Unpickling this object runs code: it creates the file ``marker``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
 
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
