@@ -55,10 +55,10 @@ def run_one(name: str, iters: int, threads: int) -> dict:
         space["width_choices"] = c["widths"]
     with tempfile.TemporaryDirectory(prefix="search_step_") as tmp:
         data = Path(tmp) / "data"
-        # Each half of the training split (weights, architecture) holds one batch; images of
-        # the crop size make every crop the whole image. The one validation image serves the
-        # per-epoch report, which is not timed.
-        generate_dataset(data, train=2 * c["batch"], val=1, size=tuple(c["crop"]), seed=0)
+        # Each half of the training split (weights, architecture) holds one batch and one
+        # image more; the architecture half's extra image is held out to score the per-epoch
+        # report, which is not timed. Images of the crop size make every crop the whole image.
+        generate_dataset(data, train=2 * c["batch"] + 2, val=1, size=tuple(c["crop"]), seed=0)
         cfg = config_from_dict(
             {
                 "data": {"root": str(data), "scales": [1.0], "label_stride": 8, "workers": 0},
@@ -71,7 +71,7 @@ def run_one(name: str, iters: int, threads: int) -> dict:
                     "iters_per_epoch": iters,
                     "crop": c["crop"],
                     "batch_size": c["batch"],
-                    "eval_images": 1,
+                    "select_portion": 0.5 / (c["batch"] + 1),  # one image
                 },
             }
         )

@@ -221,16 +221,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- latency table / search
 def _cmd_lut_build(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .engine.search import window_kernels
     from .latency import build_table
 
-    cfg = load_config(args.config) if args.config else load_config()
+    cfg = load_config(args.config, args.overrides)
     given = {
         "table": None if args.out is None else str(args.out), "height": args.height,
         "width": args.width, "backend": args.backend, "device": args.device,
         "threads": args.threads, "min_time": args.min_time, "statistic": args.statistic,
     }  # fmt: skip
     settings = replace(cfg.latency, **{k: v for k, v in given.items() if v is not None})
-    table = build_table(settings, space=cfg.space, progress=True)
+    extra = window_kernels(replace(cfg, latency=settings))
+    table = build_table(settings, space=cfg.space, extra_specs=extra, progress=True)
     print(f"{settings.table}: {len(table.entries)} entries")
     return 0
 
@@ -305,11 +307,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     cfg = _train_config(args)
     result = search(cfg, args.out)
-    best = result["best"]
+    chosen, data = result["selected"], result["scored_on"]
     if is_main():
         print(
-            f"done: best student objective {best['objective']:.4f} at epoch {best['epoch']}; "
-            f"{args.out}/arch_student.json and arch_teacher.json written"
+            f"done: {args.out}/arch_student.json and arch_teacher.json hold the "
+            f"{result['select']} epoch ({chosen['epoch']}, student objective "
+            f"{chosen['objective']:.4f} on {data['images']} held-out {data['split']!r} images)"
         )
     return 0
 
@@ -568,8 +571,11 @@ def _add_search(sub: _Commands) -> None:
             iteration an architecture step (the student's loss adds lambda x its predicted
             latency from the table) and a weight step. The latency table (latency.table) is
             built first if it lacks entries. OUT receives config.yaml, history.json,
-            arch_teacher.json, arch_student.json (best objective; *_last.json: last
-            epoch), checkpoint.pt and tb/. The same command on the same OUT resumes.
+            arch_teacher.json, arch_student.json (the epoch search.select names: last or
+            best; *_last.json and *_best.json: both), checkpoint.pt and tb/. Epochs and
+            branch pairs are chosen on a held-out slice of the architecture half
+            (search.select_portion), never on the validation split. The same command on
+            the same OUT resumes.
             Under `torchrun --nproc_per_node N -m fasterseg search ...` N processes share
             each global batch; only rank 0 writes.
 
@@ -601,11 +607,14 @@ def _add_lut(sub: _Commands) -> None:
             on this device, at batch 1. Only entries missing from FILE are measured, so an
             interrupted build resumes. The table records this device's fingerprint. Every
             option left out comes from the --config recipe's latency section (the defaults
-            without one), so the table is the one `fasterseg search` with that recipe uses.
+            without one) and its section.key=value overrides, so the table is the one
+            `fasterseg search` with that recipe and those overrides uses. A window relative
+            to an architecture (budget.relative_to) adds that architecture's kernels.
 
-            example:
+            examples:
               fasterseg lut build --out runs/lut.json --height 256 --width 512 \\
                   --config search/demo.yaml --threads 2
+              fasterseg lut build --config search/cityscapes.yaml latency.device=cuda
             """
         ),
     )
@@ -633,6 +642,10 @@ def _add_lut(sub: _Commands) -> None:
         type=float,
         help="seconds of timing per kernel (default: latency.min_time, 0.2)",
     )
+    build.add_argument(
+        "overrides", nargs="*", metavar="section.key=value",
+        help="overrides of the --config recipe (those the search gets too)",
+    )  # fmt: skip
     build.set_defaults(func=_cmd_lut_build)
     show = lut_sub.add_parser(
         "show",

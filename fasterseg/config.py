@@ -159,6 +159,10 @@ class LatencyConfig:
     allow_mismatch: bool = False
 
 
+#: ``search.select``: which search epoch the architecture files hold.
+SELECT_RULES = ("last", "best")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """The search's schedule and weight steps (method sections 3-5).
@@ -167,7 +171,14 @@ class SearchConfig:
     (``train_portion``). Pretraining trains weights only (the max/min/random/random
     sandwich); the search alternates an architecture step (``arch``) and a weight step (SGD
     here) per iteration. ``iters_per_epoch`` 0 means max(weight-half images // batch, 400)
-    as published. ``eval_images`` is how many validation images score each epoch (0: all).
+    as published.
+
+    After every search epoch both roles are scored on a held-out slice of the architecture
+    half (its last ``select_portion``, at least one image), which no step trains on, and the
+    branch pairs and the epoch are chosen there, never on the validation split the reports
+    score. ``select`` says which epoch's architectures ``arch_{teacher,student}.json`` hold:
+    ``last`` (the reference's ``load_epoch="last"``) or ``best`` (the best student
+    objective); ``arch_*_last.json`` and ``arch_*_best.json`` hold both either way.
     """
 
     pretrain_epochs: int = 20
@@ -185,7 +196,19 @@ class SearchConfig:
     lr_gamma: float = 0.978
     grad_clip: float = 5.0
     ohem_thresh: float = 0.7
-    eval_images: int = 0
+    select: str = "last"
+    select_portion: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.select not in SELECT_RULES:
+            raise ConfigError(
+                f"search.select must be one of {', '.join(SELECT_RULES)}, got {self.select!r}"
+            )
+        if not 0 < self.select_portion < 1:
+            raise ConfigError(
+                f"search.select_portion must be between 0 and 1 (exclusive), got "
+                f"{self.select_portion!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -343,6 +366,11 @@ MOVED: dict[str, tuple[str | None, str]] = {
     "search.reference_decode": ("reference.decode", ""),
     "latency.reference_quirks": ("reference.latency_quirks", ""),
     "data.seed": (None, "it was never read; runtime.seed seeds the run"),
+    "search.eval_images": (
+        None,
+        "the search scores a held-out slice of its architecture half (search.select_portion), "
+        "never the validation split",
+    ),
 }
 
 

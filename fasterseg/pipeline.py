@@ -316,7 +316,9 @@ def _build_report(
         search_info = {
             "epochs": len(rows),
             "seconds": sum(r.get("seconds", 0.0) for r in rows),
-            "best_epoch": (history.get("best") or {}).get("epoch"),
+            "select": history.get("select", "best"),
+            "selected_epoch": (history.get("selected") or history.get("best") or {}).get("epoch"),
+            "scored_on": history.get("scored_on"),
             "lambda_final": next(
                 (r["lambda_next"] for r in reversed(rows) if "lambda_next" in r), None
             ),

@@ -631,7 +631,8 @@ def plot_search_trajectory(history: Mapping[str, Any], path: str | os.PathLike) 
     Four stacked panels over the epoch: lambda (log scale); the predicted latency of both
     student candidate pairs ("[2,0]", "[2,1]"; a ring marks the chosen one); the mIoU of the
     chosen student pair and of the teacher's best head; the weight loss of every epoch,
-    pretraining included (shaded). The best epoch (``history["best"]``) is a dashed line.
+    pretraining included (shaded). The epoch the architecture files hold
+    (``history["selected"]``, the best one in histories without it) is a dashed line.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -650,7 +651,8 @@ def plot_search_trajectory(history: Mapping[str, Any], path: str | os.PathLike) 
         if pre:
             ax.axvspan(min(pre) - 0.5, max(pre) + 0.5, color="#eeeeee", zorder=0)
         ax.grid(True, alpha=0.3)
-    best = history.get("best") or {}
+    best = history.get("selected") or history.get("best") or {}
+    rule = history.get("select", "best")
     if "epoch" in best:
         for ax in axes:
             ax.axvline(best["epoch"], color="gray", ls="--", lw=1)
@@ -705,7 +707,7 @@ def plot_search_trajectory(history: Mapping[str, Any], path: str | os.PathLike) 
         epochs, student, marker="o", color=_BRANCH_COLORS[0], label="student (chosen pair)"
     )
     ax_miou.plot(epochs, teacher, marker="s", color=_BRANCH_COLORS[2], label="teacher (best head)")
-    ax_miou.set_ylabel("val mIoU (%)")
+    ax_miou.set_ylabel("held-out mIoU (%)")
     if search_rows:
         ax_miou.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
 
@@ -725,7 +727,7 @@ def plot_search_trajectory(history: Mapping[str, Any], path: str | os.PathLike) 
         labels.append("pretraining")
     if "epoch" in best:
         extra.append(Line2D([], [], color="gray", ls="--"))
-        labels.append(f"best epoch ({best['epoch']})")
+        labels.append(f"{rule} epoch ({best['epoch']}), selected")
     ax_loss.legend(extra, labels, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
     if not search_rows:
         ax_lam.text(
@@ -796,11 +798,21 @@ def _summary_paragraph(report: Mapping[str, Any]) -> str:
     )
     search = report.get("search")
     if search:
+        rule = {"last": "the last epoch", "best": "the epoch of the best student objective"}
         text += (
             f" The search ran {search['epochs']} epochs in {_duration(search['seconds'])}; "
-            f"the architectures come from epoch {search['best_epoch']} "
-            f"(final latency weight lambda {search['lambda_final']:.3g})."
+            f"the architectures come from epoch {search['selected_epoch']}, "
+            f"{rule.get(search['select'], search['select'])} (`search.select: "
+            f"{search['select']}`)"
         )
+        scored = search.get("scored_on")
+        if scored:
+            text += (
+                f", with branch pairs and epochs scored on {scored['images']} "
+                f"{scored['split']!r} images held out of the architecture half, not on the "
+                "validation split"
+            )
+        text += f" (final latency weight lambda {search['lambda_final']:.3g})."
         window = search.get("window_ms")
         if window is not None:
             low, high = window
@@ -913,11 +925,11 @@ def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple
     [H, W], ``dataset`` {root, train, val, classes}, ``models`` {key: {arch, miou,
     pixel_accuracy, per_class_iou, train_seconds, params, macs, latency_ms_predicted,
     latency_ms_measured, fps}}, ``references`` {name: {params, macs, latency_ms_predicted,
-    latency_ms_measured, fps}}, ``search`` ({epochs, seconds, best_epoch, lambda_final,
-    window_ms, window_reached} or None), ``plots`` {key: path relative to out_dir} and
-    ``notes`` [str]. mIoU, pixel accuracy and IoU are fractions; None means not available
-    (written "-" in the tables; NaN is written to the JSON as null). Returns
-    ``(json_path, md_path)``.
+    latency_ms_measured, fps}}, ``search`` ({epochs, seconds, select, selected_epoch,
+    scored_on, lambda_final, window_ms, window_reached} or None), ``plots`` {key: path
+    relative to out_dir} and ``notes`` [str]. mIoU, pixel accuracy and IoU are fractions;
+    None means not available (written "-" in the tables; NaN is written to the JSON as
+    null). Returns ``(json_path, md_path)``.
     """
     out = Path(out_dir)
     text = render_report_markdown(report)

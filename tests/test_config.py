@@ -368,10 +368,24 @@ def test_recipe_key_merges_the_named_file_under_the_rest(tmp_path: Path) -> None
         ("search.latency_min_ms=1", "'search.latency_min_ms' has moved to 'budget.min_ms'"),
         ("latency.reference_quirks=true", "has moved to 'reference.latency_quirks'"),
         ("data.seed=1", "'data.seed' was removed: it was never read"),
+        ("search.eval_images=4", "'search.eval_images' was removed: the search scores a held-out"),
     ],
 )
 def test_an_old_key_names_its_new_place(override: str, message: str) -> None:
     with raises_config(message):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("search.select=first", "search.select must be one of last, best, got 'first'"),
+        ("search.select_portion=0", "search.select_portion must be between 0 and 1"),
+        ("search.select_portion=1.0", "search.select_portion must be between 0 and 1"),
+    ],
+)
+def test_a_bad_selection_key_is_named(override: str, message: str) -> None:
+    with raises_config(f"<defaults> (with overrides): {message}"):
         load_config(None, [override])
 
 

@@ -173,7 +173,7 @@ def test_training_on_two_processes_matches_one_process(data: Path, tmp_path: Pat
 
 def test_search_on_two_processes_matches_one_process(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    generate_dataset(data, train=8, val=2, size=(64, 128), seed=2)
+    generate_dataset(data, train=10, val=2, size=(64, 128), seed=2)
     raw = {
         "data": {"root": str(data), "label_stride": 8, "workers": 0, "scales": [0.75, 1.0]},
         "space": {"layers": 6, "fch": 4},

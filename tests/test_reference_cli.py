@@ -86,7 +86,7 @@ def test_search_against_the_imported_table_predicts_1080ti_milliseconds(imported
         f"data.root={data}", "data.workers=0", "data.scales=[1.0]", "space.layers=6",
         f"latency.table={imported}", "latency.allow_mismatch=true", "search.pretrain_epochs=0",
         "search.epochs=1", "search.iters_per_epoch=1", "search.crop=[64,128]",
-        "search.batch_size=2", "search.eval_images=1", "runtime.device=cpu",
+        "search.batch_size=2", "runtime.device=cpu",
     ]  # fmt: skip
     # The paper's recipe (space, window, 1024x2048 table), only its sizes reduced.
     cfg = load_config(ROOT / "search" / "cityscapes.yaml", overrides)

@@ -238,7 +238,10 @@ def _report():
             "fasterseg-teacher": ref,
             "lraspp_mobilenet_v3_large": ref,
         },
-        "search": {"epochs": 4, "seconds": 125.0, "best_epoch": 3, "lambda_final": 0.02},
+        "search": {"epochs": 4, "seconds": 125.0, "select": "last", "selected_epoch": 4,
+                   "scored_on": {"split": "train", "part": "held-out 0.2 of the architecture half",
+                                 "images": 4},
+                   "lambda_final": 0.02},
         "plots": {"latency_vs_miou": "plots/latency_vs_miou.png", "student": "plots/s.png"},
         "notes": ["A tiny run for the test."],
     }
@@ -267,6 +270,11 @@ def test_write_report(tmp_path):
     assert "- A tiny run for the test." in md
     assert "256x512" in md and "Test CPU" in md and "2 threads" in md
     assert "best validation mIoU is 41.2% (teacher)" in md
+    assert (
+        "the architectures come from epoch 4, the last epoch (`search.select: last`), with "
+        "branch pairs and epochs scored on 4 'train' images held out of the architecture half, "
+        "not on the validation split (final latency weight lambda 0.02)." in md
+    )
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,8 @@ def test_search_writes_outputs_and_valid_architectures(data, tmp_path):
     result = search(cfg, tmp_path, table, progress=False)
     assert [r["phase"] for r in result["epochs"]] == ["pretrain", "search"]
     for name in ("config.yaml", "history.json", "checkpoint.pt", "arch_teacher.json",
-                 "arch_student.json", "arch_student_last.json"):  # fmt: skip
+                 "arch_student.json", "arch_student_last.json",
+                 "arch_student_best.json"):  # fmt: skip
         assert (tmp_path / name).is_file(), name
     assert any((tmp_path / "tb").iterdir())
     history = json.loads((tmp_path / "history.json").read_text())

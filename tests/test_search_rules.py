@@ -8,6 +8,7 @@ search on synthetic scenes learns (mIoU up, architecture entropy down).
 import copy
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -17,7 +18,13 @@ from fasterseg.config import BudgetConfig, ReferenceConfig, SelectionConfig
 from fasterseg.data.synth import generate_dataset
 from fasterseg.engine import run
 from fasterseg.engine import search as search_mod
-from fasterseg.engine.search import choose_pairs, evaluate_heads, next_lambda, search
+from fasterseg.engine.search import (
+    choose_pairs,
+    evaluate_heads,
+    next_lambda,
+    search,
+    split_indices,
+)
 from fasterseg.genotype import Genotype
 from fasterseg.space import HEAD_NAMES, Role, SuperNet, WidthMode
 from fasterseg.space.supernet import WidthSample
@@ -303,57 +310,111 @@ def test_search_weight_step_trains_teacher_max_and_student_sampled_max_min(data,
 # ---------------------------------------------------------------- best and last epoch
 
 
-def test_best_and_last_architecture_files_hold_their_epochs(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("select", ["last", "best"])
+def test_best_and_last_architecture_files_hold_their_epochs(data, tmp_path, monkeypatch, select):
     """Every head scores 0.3, 0.5, 0.1 in search epochs 1, 2, 3: the best objective is epoch 2's
     (a 5/3 mIoU ratio that no latency ratio to the power 0.07 in this space makes up), the
-    last is epoch 3's; lambda halves every epoch (a window no candidate can be above)."""
+    last is epoch 3's; lambda halves every epoch (a window no candidate can be above).
+    ``arch_*.json`` hold the epoch ``search.select`` names, ``_best`` and ``_last`` theirs."""
     scores = [0.3, 0.5, 0.1]
     calls = []
 
-    def fake_eval(net, role, dataset, device, limit=0):
+    def fake_eval(net, role, dataset, device, indices=None):
         calls.append(role)
         return dict.fromkeys(HEAD_NAMES, scores[(len(calls) - 1) // 2])
 
     monkeypatch.setattr(search_mod, "evaluate_heads", fake_eval)
     sections = {"budget": {"latency_weight": 0.01, "min_ms": 1e9, "max_ms": 2e9}}
-    cfg = _cfg(data, sections, epochs=3, iters_per_epoch=1)
+    cfg = _cfg(data, sections, epochs=3, iters_per_epoch=1, select=select)
     search(cfg, tmp_path, fake_table(cfg.space), progress=False)
     history = json.loads((tmp_path / "history.json").read_text())
     rows = history["epochs"]
     assert [r["lambda"] for r in rows] == [0.01, 0.005, 0.0025]
     assert history["best"] == {"epoch": 2, "objective": rows[1]["student"]["objective"]}
+    assert history["last"] == {"epoch": 3, "objective": rows[2]["student"]["objective"]}
+    assert history["select"] == select
+    assert history["selected"] == history[select]
+    # 6 training images: 3 train the weights, 3 the architecture, of which ceil(0.2 x 3) = 1
+    # is held out to score the epochs
+    scored_on = {"split": "train", "part": "held-out 0.2 of the architecture half", "images": 1}
+    assert history["scored_on"] == scored_on
     for row, score in zip(rows, scores):
+        assert row["scored_on"] == scored_on
         cands = row["student"]["candidates"]
         # equal mIoU: the objective prefers the faster pair; the teacher follows the student
         assert row["student"]["chosen"] == min(cands, key=lambda k: cands[k]["latency_ms"])
         assert row["teacher"]["chosen"] == row["student"]["chosen"]
         assert all(c["miou"] == score for c in cands.values())
+    chosen_epoch = {"last": 3, "best": 2}[select]
     for role in ("teacher", "student"):
-        for suffix, epoch in (("", 2), ("_last", 3)):
+        for suffix, epoch, rule in (
+            ("", chosen_epoch, select),
+            ("_best", 2, "best"),
+            ("_last", 3, "last"),
+        ):
             geno = Genotype.load(tmp_path / f"arch_{role}{suffix}.json")
             info = rows[epoch - 1][role]
             cand = info["candidates"][info["chosen"]]
             assert geno.meta["epoch"] == epoch and geno.meta["miou"] == scores[epoch - 1]
             assert geno.meta["objective"] == cand["objective"]
             assert geno.meta["latency_ms"] == cand["latency_ms"]
+            assert geno.meta["select"] == rule and geno.meta["scored_on"] == scored_on
             assert geno.branches == Genotype.from_dict(cand["genotype"]).branches
+
+
+def test_selection_scores_held_out_training_images_and_never_the_validation_split(
+    tmp_path, monkeypatch
+):
+    """The images that score the epochs are training-split images that no architecture or
+    weight step ever draws, ceil(portion x architecture half) of them; the search runs with
+    the validation split deleted, so it cannot have read it."""
+    root = tmp_path / "data"
+    generate_dataset(root, train=16, val=1, size=(H, W), seed=5)
+    for folder in root.glob("*/val"):
+        shutil.rmtree(folder)
+    drawn, scored = set(), []
+    cycle, evaluate = search_mod._cycle, search_mod.evaluate_heads
+
+    def spy_cycle(dataset, indices, *args, **kwargs):
+        drawn.update(dataset.samples[i].image for i in indices)
+        return cycle(dataset, indices, *args, **kwargs)
+
+    def spy_evaluate(net, role, dataset, device, indices=None):
+        scored.append({dataset.samples[i].image for i in indices})
+        return evaluate(net, role, dataset, device, indices)
+
+    monkeypatch.setattr(search_mod, "_cycle", spy_cycle)
+    monkeypatch.setattr(search_mod, "evaluate_heads", spy_evaluate)
+    cfg = _cfg(root, pretrain_epochs=1, epochs=2, iters_per_epoch=1, select_portion=0.3)
+    search(cfg, tmp_path / "run", fake_table(cfg.space), progress=False)
+    train_images = set((root / "leftImg8bit" / "train").rglob("*.png"))
+    assert len(train_images) == 16 and drawn <= train_images
+    assert len(scored) == 4  # two roles, two search epochs
+    assert all(s == scored[0] for s in scored)
+    # 16 images: 8 weight, 8 architecture, ceil(0.3 x 8) = 3 of these held out
+    assert len(scored[0]) == 3 and scored[0] <= train_images and not scored[0] & drawn
+    assert len(drawn) == 16 - 3
 
 
 # ---------------------------------------------------------------- the search learns
 
 
 def test_search_learns_on_synthetic_scenes(data, tmp_path):
-    """Ten search iterations (no pretraining): the mean mIoU of each role's five heads rises by
-    at least 0.02 and the mean entropy of its op distributions (uniform at the start: ln 5)
-    falls by at least 0.02, that of its path distributions (ln 2) by at least 0.01. Seeds 0, 1
-    and 2 gave mIoU gains of 0.043-0.068 (from 0.001-0.011) and entropy drops of 0.045-0.061
-    (ops) and 0.025-0.046 (paths); seed 0, kept here, clears each margin by a factor of 2.6."""
+    """Ten search iterations (no pretraining): the mean mIoU of each role's five heads on the
+    held-out image that scores the search rises by at least 0.02 and the mean entropy of its
+    op distributions (uniform at the start: ln 5) falls by at least 0.02, that of its path
+    distributions (ln 2) by at least 0.01. Seeds 0, 1 and 2 gave mIoU gains of 0.044-0.083
+    (from 0.001-0.012) and entropy drops of 0.028-0.072 (ops) and 0.027-0.058 (paths); seed 0,
+    kept here, clears each margin by a factor of 3."""
     seed = 0
     sections = {"arch": {"lr": 0.1}, "runtime": {"seed": seed}}
     cfg = _cfg(data, sections, epochs=1, iters_per_epoch=10, lr=0.1)
     net, _ = _tiny_net(cfg)  # what search() starts from: same seed, same initialisation
-    val = run.val_dataset(cfg)
-    start = {r: evaluate_heads(net, r, val, torch.device("cpu")) for r in Role}
+    # the held-out images that score the search's epochs (6 images: 3, then 3 - 1, then 1)
+    images = run.whole_images(cfg, "train")
+    _, arch_idx = split_indices(len(images), 0.5, seed)
+    held_out = arch_idx[-1:]
+    start = {r: evaluate_heads(net, r, images, torch.device("cpu"), held_out) for r in Role}
     row = search(cfg, tmp_path, fake_table(cfg.space), progress=False)["epochs"][-1]
     for role in Role:
         before = sum(start[role].values()) / len(HEAD_NAMES)

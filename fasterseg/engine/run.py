@@ -136,9 +136,15 @@ def train_dataset(d: DataConfig, crop: Sequence[int]) -> SegmentationFolder:
 
 def val_dataset(cfg: Config) -> SegmentationFolder:
     """``cfg.data``'s validation split (whole images), checked against ``space.num_classes``."""
+    return whole_images(cfg, cfg.data.val_split)
+
+
+def whole_images(cfg: Config, split: str) -> SegmentationFolder:
+    """``split`` of ``cfg.data`` as evaluation sees it (whole images, no augmentation),
+    checked against ``space.num_classes``."""
     d = cfg.data
     ds = build_dataset(
-        d.dataset, d.root, d.val_split, eval_transforms(d.downsample), skip_corrupt=d.skip_corrupt
+        d.dataset, d.root, split, eval_transforms(d.downsample), skip_corrupt=d.skip_corrupt
     )
     if cfg.space.num_classes != ds.num_classes:
         raise ConfigError(

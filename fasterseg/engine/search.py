@@ -2,10 +2,12 @@
 
 ``search(cfg, out_dir, table)`` pretrains the supernet's weights, then alternates per
 iteration an architecture step (both roles; the student's loss adds lambda x the decoupled
-latency term) and a weight step. After every search epoch it evaluates each role's five
-heads, decodes the candidate branch pairs, predicts their latency from the table, adapts
-lambda and writes ``history.json`` and the architecture files. A checkpoint after every epoch
-makes a killed search resume exactly: every epoch's randomness derives from (seed, epoch).
+latency term) and a weight step. After every search epoch it scores each role's five heads
+on a held-out slice of the architecture half (never the validation split), decodes the
+candidate branch pairs, predicts their latency from the table, adapts lambda and writes
+``history.json`` and the architecture files (``search.select``: the last or the best epoch).
+A checkpoint after every epoch makes a killed search resume exactly: every epoch's randomness
+derives from (seed, epoch).
 
 Under ``torchrun --nproc_per_node N`` each process takes 1/N of every global batch, batch-norm
 statistics and OHEM are global, architecture and weight gradients are averaged over the
@@ -40,7 +42,15 @@ from ..decode import DecodeOptions
 from ..errors import ConfigError, GenotypeError
 from ..genotype import Genotype
 from ..io import atomic_write_json
-from ..latency import LatencyTable, build_table, genotype_latency, latency_loss, space_kernels
+from ..latency import (
+    LatencyTable,
+    OpSpec,
+    build_table,
+    genotype_kernels,
+    genotype_latency,
+    latency_loss,
+    space_kernels,
+)
 from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
 from ..models import load_genotype
@@ -91,6 +101,19 @@ def resolve_window(
         ) from None
     assert budget.relative_min is not None and budget.relative_max is not None
     return budget.relative_min * ref_ms, budget.relative_max * ref_ms
+
+
+def window_kernels(cfg: Config) -> list[OpSpec]:
+    """The kernels ``cfg``'s latency window needs besides the space's: those of
+    ``budget.relative_to`` at the table's resolution (none for an ms or FPS window)."""
+    if cfg.budget.absolute_window_ms() is not None:
+        return []
+    try:
+        geno = load_genotype(cfg.budget.relative_to)
+    except GenotypeError as exc:
+        raise ConfigError(f"budget.relative_to: {exc}") from None
+    lat = cfg.latency
+    return genotype_kernels(geno, lat.height, lat.width, cfg.space.num_classes)
 
 
 def next_lambda(
@@ -153,6 +176,18 @@ def split_indices(n: int, portion: float, seed: int) -> tuple[list[int], list[in
     return perm[:k], perm[k:]
 
 
+def hold_out(arch_idx: Sequence[int], portion: float) -> tuple[list[int], list[int]]:
+    """The architecture half split into the images that train the architecture and the
+    held-out slice (its last ``portion``, at least one image) that selection scores."""
+    k = max(1, math.ceil(len(arch_idx) * portion))
+    if k >= len(arch_idx):
+        raise ConfigError(
+            f"search.select_portion {portion} holds out all {len(arch_idx)} images of the "
+            "architecture half; add training images or lower search.select_portion"
+        )
+    return list(arch_idx[:-k]), list(arch_idx[-k:])
+
+
 def _seg_loss(outs: Sequence[Tensor], mask: Tensor, thresh: float, synced: bool) -> Tensor:
     """OHEM cross-entropy summed over the five heads (labels at the heads' resolution)."""
     min_kept = mask.numel() * (dist.world_size() if synced else 1) // 16  # of the global batch
@@ -178,19 +213,20 @@ def evaluate_heads(
     role: Role,
     dataset: SegmentationFolder,
     device: torch.device,
-    limit: int = 0,
+    indices: Sequence[int] | None = None,
 ) -> dict[str, float]:
-    """mIoU of each of ``role``'s five heads on ``dataset`` (whole images, upsampled logits).
+    """mIoU of each of ``role``'s five heads on ``dataset`` (whole images, upsampled logits),
+    or on its images ``indices``.
 
     The student runs at its most likely widths (``argmax``), the teacher at full width. Under
     torchrun the images are shared out and the confusion matrices summed.
     """
     net.eval()
     confs = {h: ConfusionMatrix(dataset.num_classes, device=device) for h in HEAD_NAMES}
-    n = len(dataset) if limit <= 0 else min(limit, len(dataset))
+    order = list(range(len(dataset))) if indices is None else list(indices)
     widths = net.sample_widths(role, WidthMode.ARGMAX)
-    for i in dist.shard(n):
-        image, mask = dataset[i]
+    for j in dist.shard(len(order)):
+        image, mask = dataset[order[j]]
         x = image.unsqueeze(0).to(device, dtype=next(net.parameters()).dtype)
         h, w = x.shape[-2:]
         ph, pw = (-h) % 32, (-w) % 32
@@ -221,7 +257,8 @@ def _decode(
 
 
 def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
-    """Build or complete the latency table ``cfg``'s search needs (only missing entries).
+    """Build or complete the latency table ``cfg``'s search needs (only missing entries): the
+    space's kernels and those of the architecture a relative window names.
 
     With ``latency.allow_mismatch`` an existing table measured elsewhere (its fingerprint
     differs from this machine's) is used as it is, with a warning; it must hold every
@@ -237,7 +274,9 @@ def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
             "(latency.allow_mismatch)",
             lat.table, fp.get("device"), fp.get("cpu"), fp.get("backend"), fp.get("threads"),
         )  # fmt: skip
-        missing = table.missing(space_kernels(cfg.space, lat.height, lat.width))
+        missing = table.missing(
+            space_kernels(cfg.space, lat.height, lat.width) + window_kernels(cfg)
+        )
         if missing:
             raise ConfigError(
                 f"{lat.table}: latency.allow_mismatch uses the table as it is, but it lacks "
@@ -245,7 +284,7 @@ def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
                 "it on its device or use a table of this machine"
             )
         return table
-    return build_table(lat, space=cfg.space, progress=progress)
+    return build_table(lat, space=cfg.space, extra_specs=window_kernels(cfg), progress=progress)
 
 
 def search(
@@ -291,8 +330,15 @@ def _search(
     run.start_run(cfg, out)
     lat_hw = (cfg.latency.height, cfg.latency.width)
     pre_set, search_set = run.train_dataset(d, s.pretrain_crop), run.train_dataset(d, s.crop)
-    val_set = run.val_dataset(cfg)
     weight_idx, arch_idx = split_indices(len(search_set), s.train_portion, rt_cfg.seed)
+    arch_idx, select_idx = hold_out(arch_idx, s.select_portion)
+    # The same split without augmentation: the held-out images scored whole, as validation is.
+    select_set = run.whole_images(cfg, d.train_split)
+    scored_on = {
+        "split": d.train_split,
+        "part": f"held-out {s.select_portion:g} of the architecture half",
+        "images": len(select_idx),
+    }
     rt = run.Runtime.create(device, rt_cfg)
     net = run.init_model(lambda: SuperNet(cfg.space), rt_cfg.seed, rt)
     scalers = {"arch": rt.scaler(), "weight": rt.scaler()}
@@ -312,6 +358,11 @@ def _search(
     lam = cfg.budget.latency_weight
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
+    log.info(
+        "choosing the %s epoch and the branch pairs on %d held-out images of the %r split "
+        "(%d train the weights, %d the architecture)",
+        s.select, len(select_idx), d.train_split, len(weight_idx), len(arch_idx),
+    )  # fmt: skip
     start = 0
     ckpt_path = out / "checkpoint.pt"
     state = run.resume_state(ckpt_path, device)
@@ -383,21 +434,28 @@ def _search(
             }
             if not pretrain:
                 row.update(
-                    _epoch_report(net, cfg, val_set, table, lam, window, lat_hw, device, epoch + 1)
-                )
+                    _epoch_report(
+                        net, cfg, (select_set, select_idx), table, lam, window, lat_hw, device,
+                        epoch + 1,
+                    )
+                )  # fmt: skip
+                row["scored_on"] = scored_on
                 lam = row["lambda_next"]
                 obj = row["student"]["objective"]
-                if best is None or obj > best["objective"]:
+                improved = best is None or obj > best["objective"]
+                if improved:
                     best = {"epoch": epoch + 1, "objective": obj}
-                    if rt.main:
-                        _write_arch(out, row, "")
                 if rt.main:
-                    _write_arch(out, row, "_last")
+                    _write_arch(out, row, "_last", "last", scored_on)
+                    if improved:
+                        _write_arch(out, row, "_best", "best", scored_on)
+                    if improved or s.select == "last":
+                        _write_arch(out, row, "", s.select, scored_on)
             history.append(row)
             if not rt.main:
                 continue
             _log(writer, row)
-            atomic_write_json(out / "history.json", _history(history, best))
+            atomic_write_json(out / "history.json", _history(history, best, s.select))
             save_checkpoint(
                 ckpt_path,
                 {
@@ -414,7 +472,7 @@ def _search(
                     "best": best,
                 },
             )
-    result = _history(history, best)
+    result = _history(history, best, s.select)
     if not result["window_reached"] and rt.main:
         log.warning(
             "the student's predicted latency never entered the window %.3f-%.3f ms in %d search "
@@ -425,11 +483,28 @@ def _search(
     return result
 
 
-def _history(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, Any]:
-    """What history.json holds: the epochs, the best one, and whether any search epoch's
-    chosen student was predicted inside its window."""
-    reached = any(r.get("in_window", False) for r in rows)
-    return {"epochs": rows, "best": best, "window_reached": reached}
+def _history(
+    rows: list[dict[str, Any]], best: dict[str, Any] | None, select: str
+) -> dict[str, Any]:
+    """What history.json holds: the epochs; the best and the last search epoch (student
+    objective); which of them the architecture files hold (``select``, ``selected``) and the
+    data that chose it; whether any search epoch's chosen student was predicted inside its
+    window."""
+    searched = [r for r in rows if r["phase"] == "search"]
+    last = (
+        {"epoch": searched[-1]["epoch"], "objective": searched[-1]["student"]["objective"]}
+        if searched
+        else None
+    )
+    return {
+        "epochs": rows,
+        "best": best,
+        "last": last,
+        "select": select,
+        "selected": best if select == "best" else last,
+        "scored_on": searched[-1]["scored_on"] if searched else None,
+        "window_reached": any(r.get("in_window", False) for r in rows),
+    }
 
 
 def _cycle(
@@ -548,7 +623,7 @@ def _weight_step(
 def _epoch_report(
     net: SuperNet,
     cfg: Config,
-    val_set: SegmentationFolder,
+    scored: tuple[SegmentationFolder, Sequence[int]],
     table: LatencyTable,
     lam: float,
     window: tuple[float, float],
@@ -556,12 +631,13 @@ def _epoch_report(
     device: torch.device,
     epoch: int,
 ) -> dict[str, Any]:
-    """Evaluate both roles, decode candidates, predict latency, adapt lambda. ``in_window``:
-    the chosen student is predicted strictly inside ``window`` (the edges move lambda)."""
-    s, sel = cfg.search, cfg.selection
+    """Score both roles on ``scored`` (a dataset and the held-out images of it), decode the
+    candidates, predict their latency, adapt lambda. ``in_window``: the chosen student is
+    predicted strictly inside ``window`` (the edges move lambda)."""
+    sel = cfg.selection
     report: dict[str, Any] = {"lambda": lam, "window_ms": list(window)}
     for role in Role:
-        mious = evaluate_heads(net, role, val_set, device, s.eval_images)
+        mious = evaluate_heads(net, role, scored[0], device, scored[1])
         candidates = {}
         for pair in PAIRS:
             meta = {"epoch": epoch, "lasts": list(pair), "miou_head": PAIR_HEAD[pair]}
@@ -598,7 +674,11 @@ def _epoch_report(
     return report
 
 
-def _write_arch(out: Path, row: dict[str, Any], suffix: str) -> None:
+def _write_arch(
+    out: Path, row: dict[str, Any], suffix: str, rule: str, scored_on: Mapping[str, Any]
+) -> None:
+    """``row``'s chosen architectures as ``arch_{role}{suffix}.json``; their meta says the
+    selection ``rule`` that put them there and the images that scored them."""
     for role in Role:
         info = row[role.value]
         cand = info["candidates"][info["chosen"]]
@@ -608,6 +688,8 @@ def _write_arch(out: Path, row: dict[str, Any], suffix: str) -> None:
             "miou": cand["miou"],
             "latency_ms": cand["latency_ms"],
             "objective": cand["objective"],
+            "select": rule,
+            "scored_on": dict(scored_on),
         }
         replace(geno, meta=meta).save(out / f"arch_{role.value}{suffix}.json")
 
