@@ -422,3 +422,22 @@ def test_search_learns_on_synthetic_scenes(data, tmp_path):
         assert after > before + 0.02, (role, before, after)
         assert row[role.value]["entropy_alpha"] < math.log(5) - 0.02, role
         assert row[role.value]["entropy_beta"] < math.log(2) - 0.01, role
+
+
+def test_epoch_summary_states_the_rows_figures():
+    def role(chosen, miou, ms20, ms21, h_alpha, h_beta):
+        cands = {"20": {"latency_ms": ms20, "miou": 0.0}, "21": {"latency_ms": ms21, "miou": 0.0}}
+        cands[chosen]["miou"] = miou
+        return {"candidates": cands, "chosen": chosen, "entropy_alpha": h_alpha,
+                "entropy_beta": h_beta}  # fmt: skip
+
+    row = {
+        "epoch": 7, "lambda": 0.04, "window_ms": [7.389, 8.343], "in_window": True,
+        "student": role("21", 0.1234, 8.5, 8.004, 1.6, 0.69),
+        "teacher": role("21", 0.25, 30.0, 31.0, 1.5, 0.6),
+    }  # fmt: skip
+    assert search_mod.epoch_summary(row) == (
+        "search epoch 7: lambda 0.04; student ms [2,0] 8.50, [2,1] 8.00* (window 7.39-8.34, "
+        "inside); teacher mIoU 25.0% H(alpha) 1.500 H(beta) 0.600; student mIoU 12.3% "
+        "H(alpha) 1.600 H(beta) 0.690"
+    )

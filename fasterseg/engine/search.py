@@ -455,6 +455,8 @@ def _search(
             if not rt.main:
                 continue
             _log(writer, row)
+            if not pretrain:
+                log.info("%s", epoch_summary(row))
             atomic_write_json(out / "history.json", _history(history, best, s.select))
             save_checkpoint(
                 ckpt_path,
@@ -692,6 +694,31 @@ def _write_arch(
             "scored_on": dict(scored_on),
         }
         replace(geno, meta=meta).save(out / f"arch_{role.value}{suffix}.json")
+
+
+def epoch_summary(row: Mapping[str, Any]) -> str:
+    """One line for a search epoch of history.json: lambda, both student candidates'
+    predicted latency against the window, each role's held-out mIoU (its chosen pair's head)
+    and the mean entropies of the op (alpha) and path (beta) distributions."""
+    low, high = row["window_ms"]
+    st = row["student"]
+    lats = ", ".join(
+        f"[{pair[0]},{pair[1]}] {c['latency_ms']:.2f}" + ("*" if pair == st["chosen"] else "")
+        for pair, c in sorted(st["candidates"].items())
+    )
+    parts = [
+        f"search epoch {row['epoch']}: lambda {row['lambda']:.4g}",
+        f"student ms {lats} (window {low:.2f}-{high:.2f}, "
+        f"{'inside' if row['in_window'] else 'outside'})",
+    ]
+    for role in Role:
+        info = row[role.value]
+        miou = info["candidates"][info["chosen"]]["miou"]
+        parts.append(
+            f"{role.value} mIoU {100 * miou:.1f}% H(alpha) {info['entropy_alpha']:.3f} "
+            f"H(beta) {info['entropy_beta']:.3f}"
+        )
+    return "; ".join(parts)
 
 
 def _log(writer: Any, row: dict[str, Any]) -> None:
