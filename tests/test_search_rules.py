@@ -438,6 +438,6 @@ def test_epoch_summary_states_the_rows_figures():
     }  # fmt: skip
     assert search_mod.epoch_summary(row) == (
         "search epoch 7: lambda 0.04; student ms [2,0] 8.50, [2,1] 8.00* (window 7.39-8.34, "
-        "inside); teacher mIoU 25.0% H(alpha) 1.500 H(beta) 0.600; student mIoU 12.3% "
-        "H(alpha) 1.600 H(beta) 0.690"
+        "inside); teacher mIoU 25.0% H(alpha) 1.5000 H(beta) 0.6000; student mIoU 12.3% "
+        "H(alpha) 1.6000 H(beta) 0.6900"
     )

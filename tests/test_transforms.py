@@ -4,6 +4,7 @@ the transforms and of seeded loaders."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -20,9 +21,11 @@ from fasterseg.data.transforms import (
     IMAGENET_STD,
     SeededDataLoader,
     build_loader,
+    endless_loader,
     eval_transforms,
     train_transforms,
 )
+from fasterseg.errors import ConfigError
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -281,6 +284,32 @@ def test_loader_same_seed_same_batches_and_order(folder: Path, workers: int) -> 
     assert not same_epoch(first[0], first[1])
     other = epochs(folder, seed=8, workers=workers, n=1)
     assert not same_epoch(first[0], other[0])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_endless_loader_passes_are_fresh_loaders_passes(folder: Path, workers: int) -> None:
+    """Pass p of the endless loader holds the batches, augmentations included, of a fresh
+    loader seeded seed_of_pass(p); a fourth of the way into a third pass it is still going."""
+    ds = Indexed(
+        build_dataset("cityscapes", folder, "train", train_transforms((8, 24), scales=(0.75, 1.0)))
+    )
+    seed_of_pass = lambda p: 40 + 3 * p  # noqa: E731
+    endless = endless_loader(ds, batch_size=2, seed_of_pass=seed_of_pass, workers=workers)
+    got = list(itertools.islice(endless, 7))  # 3 batches per pass
+    fresh = [
+        b
+        for p in range(3)
+        for b in build_loader(ds, batch_size=2, shuffle=True, seed=seed_of_pass(p), workers=0)
+    ]
+    assert same_epoch(got, fresh[:7])
+    assert not same_epoch(got[:3], got[3:6])  # the second pass reshuffles
+
+
+def test_endless_loader_of_an_empty_pass_is_an_error(folder: Path) -> None:
+    ds = Indexed(build_dataset("cityscapes", folder, "train"))
+    endless = endless_loader(ds, batch_size=8, seed_of_pass=int, drop_last=True)
+    with pytest.raises(ConfigError, match="produced no batch"):
+        next(endless)
 
 
 def test_in_process_loader_leaves_global_rng_alone(folder: Path) -> None:

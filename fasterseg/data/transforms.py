@@ -7,7 +7,7 @@ The order follows the method (section 4): flip, random scale, normalise, crop wi
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ..errors import ConfigError
 from .labels import IGNORE_INDEX
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -196,6 +197,42 @@ class GlobalBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
             yield [(int(order[k]), int(seeds[k])) for k in range(lo, hi)]
 
 
+class EndlessBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
+    """Pass after pass of :class:`GlobalBatchSampler` batches without end, pass ``p`` seeded
+    with ``seed_of_pass(p)``: the batches of a fresh loader per pass, from one loader whose
+    workers live as long as its iterator. A pass that yields nothing raises ConfigError."""
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed_of_pass: Callable[[int], int],
+        drop_last: bool,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.n, self.batch_size, self.seed_of_pass, self.drop_last = (
+            n, batch_size, seed_of_pass, drop_last,
+        )  # fmt: skip
+        self.rank, self.world_size = rank, world_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        p = 0
+        while True:
+            one_pass = GlobalBatchSampler(
+                self.n, self.batch_size, shuffle=True, drop_last=self.drop_last,
+                generator=torch.Generator().manual_seed(self.seed_of_pass(p)),
+                rank=self.rank, world_size=self.world_size,
+            )  # fmt: skip
+            if len(one_pass) == 0:
+                raise ConfigError(
+                    "the training loader produced no batch (batch larger than dataset?)"
+                )
+            yield from one_pass
+            p += 1
+
+
 class _RestoreRNGIterator:
     """Runs every ``next`` of a loader iterator between a save and a restore of the global
     Python/NumPy/torch RNG states, so in-process loading leaves the caller's RNGs alone."""
@@ -270,3 +307,35 @@ def build_loader(
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
     )
+
+
+def endless_loader(
+    dataset: torch.utils.data.Dataset,
+    *,
+    batch_size: int,
+    seed_of_pass: Callable[[int], int],
+    workers: int = 0,
+    drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[Any]:
+    """Endless shuffled batches of ``dataset``: pass ``p`` holds exactly the batches that
+    ``build_loader(..., shuffle=True, seed=seed_of_pass(p))`` would, but the worker
+    processes start once, not once per pass (a small split is passed over every few steps)."""
+    sampler = EndlessBatchSampler(
+        len(dataset),  # type: ignore[arg-type]
+        batch_size,
+        seed_of_pass=seed_of_pass,
+        drop_last=drop_last,
+        rank=rank,
+        world_size=world_size,
+    )
+    loader = SeededDataLoader(
+        _SeededItems(dataset),
+        batch_sampler=sampler,
+        num_workers=workers,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(seed_of_pass(0)),
+        persistent_workers=False,
+    )
+    return iter(loader)

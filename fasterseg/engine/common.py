@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,8 +13,6 @@ from torch import nn
 
 from ..distributed import world_size
 from ..errors import ConfigError
-
-T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> None:
@@ -54,20 +52,6 @@ def summary_writer(path: Path) -> Any:
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(path))
-
-
-def endless_batches(make_loader: Callable[[int], Iterable[T]]) -> Iterator[T]:
-    """Batches of ``make_loader(0)``, then ``make_loader(1)``, ... without end: each pass is a
-    freshly seeded reshuffle. A pass that yields nothing raises ConfigError."""
-    passes = 0
-    while True:
-        empty = True
-        for batch in make_loader(passes):
-            empty = False
-            yield batch
-        if empty:
-            raise ConfigError("the training loader produced no batch (batch larger than dataset?)")
-        passes += 1
 
 
 def check_global_batch(key: str, size: int) -> None:

@@ -37,7 +37,7 @@ from torch import Tensor
 from .. import distributed as dist
 from ..config import BudgetConfig, Config, ReferenceConfig, SelectionConfig, config_to_dict
 from ..data.datasets import SegmentationFolder
-from ..data.transforms import build_loader
+from ..data.transforms import endless_loader
 from ..decode import DecodeOptions
 from ..errors import ConfigError, GenotypeError
 from ..genotype import Genotype
@@ -59,7 +59,7 @@ from ..space import HEAD_NAMES, Role, SuperNet, WidthMode
 from ..space.supernet import check_space
 from . import run
 from .checkpoint import CheckpointError, save_checkpoint
-from .common import check_crop, check_global_batch, endless_batches, resolve_device
+from .common import check_crop, check_global_batch, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -526,17 +526,14 @@ def _cycle(
             f"only {len(indices)} images in a half of the training split: a batch of {size} "
             f"cannot be shared by {world} processes"
         )
-    return endless_batches(
-        lambda p: build_loader(
-            subset,
-            batch_size=size,
-            shuffle=True,
-            seed=seed * 1000 + p,
-            workers=workers,
-            drop_last=True,
-            rank=dist.rank(),
-            world_size=world,
-        )
+    return endless_loader(
+        subset,
+        batch_size=size,
+        seed_of_pass=lambda p: seed * 1000 + p,
+        workers=workers,
+        drop_last=True,
+        rank=dist.rank(),
+        world_size=world,
     )
 
 
@@ -715,8 +712,8 @@ def epoch_summary(row: Mapping[str, Any]) -> str:
         info = row[role.value]
         miou = info["candidates"][info["chosen"]]["miou"]
         parts.append(
-            f"{role.value} mIoU {100 * miou:.1f}% H(alpha) {info['entropy_alpha']:.3f} "
-            f"H(beta) {info['entropy_beta']:.3f}"
+            f"{role.value} mIoU {100 * miou:.1f}% H(alpha) {info['entropy_alpha']:.4f} "
+            f"H(beta) {info['entropy_beta']:.4f}"
         )
     return "; ".join(parts)
 

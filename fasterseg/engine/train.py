@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 
 from .. import distributed as dist
 from ..config import Config, config_from_dict, config_to_dict
-from ..data.transforms import build_loader
+from ..data.transforms import endless_loader
 from ..errors import ConfigError
 from ..genotype import Genotype
 from ..io import atomic_write_json
@@ -29,7 +30,7 @@ from ..losses import distillation_loss, ohem_cross_entropy
 from ..models import Network
 from ..progress import progress_bar
 from .checkpoint import CheckpointError, load_checkpoint, load_trained_model, save_checkpoint
-from .common import check_crop, check_global_batch, endless_batches, resolve_device
+from .common import check_crop, check_global_batch, resolve_device
 from .evaluate import evaluate
 from .run import (
     Runtime,
@@ -152,9 +153,10 @@ def _train(
             f"(data.batch_size {d.batch_size}) to share over {rt.world} processes"
         )
 
-    def make_loader(seed: int) -> torch.utils.data.DataLoader:
-        return build_loader(
-            train_set, batch_size=d.batch_size, shuffle=True, seed=r.seed + seed,
+    def batches(epoch: int) -> Iterator[Any]:
+        return endless_loader(
+            train_set, batch_size=d.batch_size,
+            seed_of_pass=lambda p: r.seed + epoch * 1000 + p,
             workers=d.workers, drop_last=len(train_set) >= d.batch_size,
             rank=dist.rank(), world_size=rt.world,
         )  # fmt: skip
@@ -171,7 +173,7 @@ def _train(
             losses = []
             bar = progress_bar(
                 itertools.islice(
-                    endless_batches(lambda p, e=epoch: make_loader(e * 1000 + p)),
+                    batches(epoch),
                     t.iters_per_epoch,
                 ),
                 total=t.iters_per_epoch,
