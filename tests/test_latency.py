@@ -326,7 +326,10 @@ def test_build_table_resumes_measuring_only_missing(tmp_path, monkeypatch):
     specs = space_kernels(TINY, H, W)[:12]
     extra = [OpSpec("conv", 4, 4, 8, 8)]
     out = tmp_path / "lut.json"
-    table = build_table(settings(out, threads=1), specs=specs, extra_specs=extra, progress=False)
+    # measurements that grow call by call invert siblings: no re-check, to count calls exactly
+    table = build_table(
+        settings(out, threads=1), specs=specs, extra_specs=extra, recheck=False, progress=False
+    )
     assert len(calls) == 13 and len(table) == 13
     data = json.loads(out.read_text())
     removed = sorted(data["entries"])[:4]
@@ -334,7 +337,9 @@ def test_build_table_resumes_measuring_only_missing(tmp_path, monkeypatch):
         del data["entries"][key]
     out.write_text(json.dumps(data))
     calls.clear()
-    table = build_table(settings(out, threads=1), specs=specs, extra_specs=extra, progress=False)
+    table = build_table(
+        settings(out, threads=1), specs=specs, extra_specs=extra, recheck=False, progress=False
+    )
     assert len(calls) == 4 and len(table) == 13
     assert set(LatencyTable.load(out).entries) == {s.key() for s in [*specs, *extra]}
     with pytest.raises(LatencyTableError, match="threads: 1 vs 2"):
@@ -343,6 +348,61 @@ def test_build_table_resumes_measuring_only_missing(tmp_path, monkeypatch):
         build_table(settings(out, height=100), specs=specs, progress=False)
     with pytest.raises(LatencyTableError, match="statistic: 'median' vs 'min'"):
         build_table(settings(out, threads=1, statistic="min"), specs=specs, progress=False)
+
+
+def _priced(table, prices):
+    for spec, ms in prices.items():
+        table.add(spec, Measurement(ms, 0.0, 1))
+    return table
+
+
+def test_inverted_siblings_compare_only_strictly_larger_kernels_of_one_kind():
+    conv = lambda c_in, c_out, h=8: OpSpec("conv", c_in, c_out, h, h)  # noqa: E731
+    skip = lambda c_in, c_out: OpSpec("skip", c_in, c_out, 8, 8)  # noqa: E731
+    prices = {
+        conv(4, 4): 2.0,  # slower than conv(4, 8) and conv(8, 8) by more than 10%
+        conv(4, 8): 1.0,
+        conv(8, 4): 2.15,  # 7.5% slower than conv(8, 8)
+        conv(8, 8): 2.0,
+        conv(4, 4, h=16): 0.5,  # another size: no sibling of the h=8 kernels
+        skip(4, 4): 5.0,  # skips are not compared (identity vs projection)
+        skip(4, 8): 1.0,
+    }
+    table = _priced(LatencyTable({"device": "test"}), prices)
+
+    def found(tolerance):
+        pairs = build_mod.inverted_siblings(table, list(prices), tolerance)
+        return sorted((small.key(), large.key()) for small, large in pairs)
+
+    assert found(0.1) == [(conv(4, 4).key(), conv(4, 8).key())]
+    # 2.15 / 2.0 = 1.075: inverted at a 5% tolerance; equal times never are
+    assert found(0.05) == sorted(
+        [(conv(4, 4).key(), conv(4, 8).key()), (conv(8, 4).key(), conv(8, 8).key())]
+    )
+
+
+def test_build_table_re_measures_a_kernel_slower_than_a_larger_sibling(tmp_path, monkeypatch):
+    """The first measurement of conv 4->4 is disturbed (3 ms, against 1 ms for the larger
+    conv 4->8): the build measures it once more and keeps the faster second value; an
+    undisturbed kernel is measured once."""
+    small, large = OpSpec("conv", 4, 4, 8, 8), OpSpec("conv", 4, 8, 8, 8)
+    calls = []
+    values = {small.key(): [3.0, 0.5], large.key(): [1.0]}
+
+    def fake_measure(module, inputs, **kwargs):
+        with torch.no_grad():
+            args = inputs if isinstance(inputs, tuple) else (inputs,)
+            c_out = module.eval()(*args).shape[1]
+        key = small.key() if c_out == 4 else large.key()
+        calls.append(key)
+        return Measurement(values[key].pop(0), 0.0, 1)
+
+    monkeypatch.setattr(build_mod, "measure_module", fake_measure)
+    out = tmp_path / "lut.json"
+    table = build_table(settings(out, threads=1), specs=[small, large], progress=False)
+    assert calls == [small.key(), large.key(), small.key()]
+    assert table.get(small).ms == 0.5 and table.get(large).ms == 1.0
+    assert LatencyTable.load(out).get(small).ms == 0.5  # the saved table has it too
 
 
 def test_lut_build_cli_records_the_statistic(tmp_path, monkeypatch):
