@@ -605,7 +605,9 @@ def _add_lut(sub: _Commands) -> None:
             Time every kernel the configured search space can produce at HEIGHTxWIDTH
             (operators at every width pair, scale and stride, stems, fusion modules, heads)
             on this device, at batch 1. Only entries missing from FILE are measured, so an
-            interrupted build resumes. The table records this device's fingerprint. Every
+            interrupted build resumes; a new kernel more than 10% slower than a strictly
+            larger one of the same operator (most likely a disturbed timing) is measured once
+            more and keeps the faster time. The table records this device's fingerprint. Every
             option left out comes from the --config recipe's latency section (the defaults
             without one) and its section.key=value overrides, so the table is the one
             `fasterseg search` with that recipe and those overrides uses. A window relative
