@@ -651,11 +651,11 @@ def plot_search_trajectory(history: Mapping[str, Any], path: str | os.PathLike) 
         if pre:
             ax.axvspan(min(pre) - 0.5, max(pre) + 0.5, color="#eeeeee", zorder=0)
         ax.grid(True, alpha=0.3)
-    best = history.get("selected") or history.get("best") or {}
+    selected = history.get("selected") or history.get("best") or {}
     rule = history.get("select", "best")
-    if "epoch" in best:
+    if "epoch" in selected:
         for ax in axes:
-            ax.axvline(best["epoch"], color="gray", ls="--", lw=1)
+            ax.axvline(selected["epoch"], color="gray", ls="--", lw=1)
 
     epochs = [r["epoch"] for r in search_rows]
     lams = [r["lambda"] for r in search_rows]
@@ -725,9 +725,9 @@ def plot_search_trajectory(history: Mapping[str, Any], path: str | os.PathLike) 
     if pre:
         extra.append(Patch(color="#eeeeee"))
         labels.append("pretraining")
-    if "epoch" in best:
+    if "epoch" in selected:
         extra.append(Line2D([], [], color="gray", ls="--"))
-        labels.append(f"{rule} epoch ({best['epoch']}), selected")
+        labels.append(f"{rule} epoch ({selected['epoch']}), selected")
     ax_loss.legend(extra, labels, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
     if not search_rows:
         ax_lam.text(

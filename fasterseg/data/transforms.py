@@ -297,6 +297,12 @@ def build_loader(
         rank=rank,
         world_size=world_size,
     )
+    return _seeded_loader(dataset, sampler, workers, seed)
+
+
+def _seeded_loader(
+    dataset: torch.utils.data.Dataset, sampler: torch.utils.data.Sampler, workers: int, seed: int
+) -> SeededDataLoader:
     return SeededDataLoader(
         _SeededItems(dataset),
         batch_sampler=sampler,
@@ -330,12 +336,4 @@ def endless_loader(
         rank=rank,
         world_size=world_size,
     )
-    loader = SeededDataLoader(
-        _SeededItems(dataset),
-        batch_sampler=sampler,
-        num_workers=workers,
-        worker_init_fn=seed_worker,
-        generator=torch.Generator().manual_seed(seed_of_pass(0)),
-        persistent_workers=False,
-    )
-    return iter(loader)
+    return iter(_seeded_loader(dataset, sampler, workers, seed_of_pass(0)))

@@ -88,10 +88,7 @@ def resolve_window(
     absolute = budget.absolute_window_ms()
     if absolute is not None:
         return absolute
-    try:
-        geno = load_genotype(budget.relative_to)
-    except GenotypeError as exc:
-        raise ConfigError(f"budget.relative_to: {exc}") from None
+    geno = _relative_genotype(budget)
     try:
         ref_ms = genotype_latency(geno, table, height=height, width=width, num_classes=num_classes)
     except KeyError as exc:
@@ -108,12 +105,17 @@ def window_kernels(cfg: Config) -> list[OpSpec]:
     ``budget.relative_to`` at the table's resolution (none for an ms or FPS window)."""
     if cfg.budget.absolute_window_ms() is not None:
         return []
+    lat = cfg.latency
+    return genotype_kernels(_relative_genotype(cfg.budget), lat.height, lat.width,
+                            cfg.space.num_classes)  # fmt: skip
+
+
+def _relative_genotype(budget: BudgetConfig) -> Genotype:
+    """The architecture a relative window is written against; a bad name is a ConfigError."""
     try:
-        geno = load_genotype(cfg.budget.relative_to)
+        return load_genotype(budget.relative_to)
     except GenotypeError as exc:
         raise ConfigError(f"budget.relative_to: {exc}") from None
-    lat = cfg.latency
-    return genotype_kernels(geno, lat.height, lat.width, cfg.space.num_classes)
 
 
 def next_lambda(
@@ -446,11 +448,11 @@ def _search(
                 if improved:
                     best = {"epoch": epoch + 1, "objective": obj}
                 if rt.main:
-                    _write_arch(out, row, "_last", "last", scored_on)
+                    _write_arch(out, row, "_last", "last")
                     if improved:
-                        _write_arch(out, row, "_best", "best", scored_on)
+                        _write_arch(out, row, "_best", "best")
                     if improved or s.select == "last":
-                        _write_arch(out, row, "", s.select, scored_on)
+                        _write_arch(out, row, "", s.select)
             history.append(row)
             if not rt.main:
                 continue
@@ -673,9 +675,7 @@ def _epoch_report(
     return report
 
 
-def _write_arch(
-    out: Path, row: dict[str, Any], suffix: str, rule: str, scored_on: Mapping[str, Any]
-) -> None:
+def _write_arch(out: Path, row: dict[str, Any], suffix: str, rule: str) -> None:
     """``row``'s chosen architectures as ``arch_{role}{suffix}.json``; their meta says the
     selection ``rule`` that put them there and the images that scored them."""
     for role in Role:
@@ -688,7 +688,7 @@ def _write_arch(
             "latency_ms": cand["latency_ms"],
             "objective": cand["objective"],
             "select": rule,
-            "scored_on": dict(scored_on),
+            "scored_on": dict(row["scored_on"]),
         }
         replace(geno, meta=meta).save(out / f"arch_{role.value}{suffix}.json")
 
