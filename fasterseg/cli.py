@@ -135,14 +135,16 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                 if result["name"] in PUBLISHED_FPS:
                     line += f" (the paper: {PUBLISHED_FPS[result['name']]} FPS end to end)"
             print(line)
-        if "latency_ms_predicted_calibrated" in result:
-            print(f"  latency calibrated:    {result['latency_ms_predicted_calibrated']:.2f} ms")
+            print(f"    ({result['latency_predicted_with']})")
         if "latency_ms_measured" in result:
             how = result["latency_measured_with"]
             print(
                 f"  latency measured:      {result['latency_ms_measured']:.2f} ms "
-                f"({how['backend']}, {how['threads']} threads, {how['statistic']})"
+                f"({how['backend']}, {how['threads']} threads, {how['statistic']} of "
+                f"{how['rounds']} rounds)"
             )
+            if result["latency_measured_disturbed"]:
+                print("    (every round was timed while other processes were busy: too slow)")
     return 0
 
 
@@ -444,9 +446,11 @@ def _add_profile(sub: _Commands) -> None:
             network of ARCH: a published name (fasterseg-student, fasterseg-teacher) or a
             genotype JSON file. "params" is the deployable network; "params_with_aux"
             includes the training-only auxiliary heads. --lut adds the latency a table
-            built at this size predicts; --measure times the network on this CPU with the
-            table's backend, threads and statistic, or without --lut with PyTorch on this
-            process's threads (median call).
+            built at this size predicts (calibrated when the table carries a calibration,
+            and it says which); --measure times the network on this CPU for 2 s in 3
+            interleaved rounds, as a table's kernels are, with the table's backend, threads
+            and statistic, or without --lut with PyTorch on this process's threads (fastest
+            call of the least disturbed round).
 
             example:
               fasterseg profile fasterseg-student --height 1024 --width 2048 --json
@@ -605,9 +609,15 @@ def _add_lut(sub: _Commands) -> None:
             Time every kernel the configured search space can produce at HEIGHTxWIDTH
             (operators at every width pair, scale and stride, stems, fusion modules, heads)
             on this device, at batch 1. Only entries missing from FILE are measured, so an
-            interrupted build resumes; a new kernel more than 10% slower than a strictly
-            larger one of the same operator (most likely a disturbed timing) is measured once
-            more and keeps the faster time. The table records this device's fingerprint. Every
+            interrupted build resumes. Kernels are timed in interleaved rounds
+            (latency.rounds, 3): a round timed while other processes used the CPU (read from
+            /proc/stat) is timed again, and each kernel keeps its least disturbed round. A new
+            kernel more than 10% slower than a strictly larger one of the same operator (most
+            likely a disturbed timing) is measured once more and keeps the faster time. At the
+            end latency.check_networks (6) random networks of the space are timed end to end:
+            the table's calibration is fitted on them and its held-out error stored and
+            printed (`fasterseg lut show`); predictions use the calibration. The table records
+            this device's fingerprint. Every
             option left out comes from the --config recipe's latency section (the defaults
             without one) and its section.key=value overrides, so the table is the one
             `fasterseg search` with that recipe and those overrides uses. A window relative
@@ -636,8 +646,8 @@ def _add_lut(sub: _Commands) -> None:
     )
     build.add_argument(
         "--statistic", choices=["median", "min"],
-        help="keep each kernel's median call, or its fastest (min: on a shared machine); "
-        "default: latency.statistic, median",
+        help="keep each round's fastest call (min) or its median; "
+        "default: latency.statistic, min",
     )  # fmt: skip
     build.add_argument(
         "--min-time",
@@ -652,7 +662,8 @@ def _add_lut(sub: _Commands) -> None:
     show = lut_sub.add_parser(
         "show",
         help="summarise a table",
-        description="Print a table's device fingerprint, entry counts and slowest kernels.",
+        description="Print a table's device fingerprint, entry counts, noisiest kernels, "
+        "calibration and self-check (its error on networks timed end to end).",
     )
     show.add_argument("file", type=Path, help="table file (JSON)")
     show.set_defaults(func=_cmd_lut_show)

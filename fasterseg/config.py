@@ -140,12 +140,18 @@ class LatencyConfig:
     """The latency lookup table: where it lives and how its entries are measured.
 
     ``height``/``width`` is the input resolution the table is built for (multiples of 32);
-    ``threads`` 0 keeps torch's current thread count. ``statistic`` is the per-kernel figure
-    kept: ``median`` of the timed calls, or ``min`` (their fastest), which estimates the
-    undisturbed latency on a machine shared with other work. ``allow_mismatch`` lets the
-    search use a complete table measured elsewhere (another device, backend or thread count:
-    its fingerprint differs from this machine's) with a warning, instead of refusing it; such
-    a table is never completed here, so a missing kernel is an error.
+    ``threads`` 0 keeps torch's current thread count. Each kernel gets ``min_time`` seconds of
+    timed calls, spread over ``rounds`` interleaved passes over all kernels (a load that lasts
+    seconds touches one round of each, and a round timed while other processes were busy is
+    timed again). ``statistic`` is the figure kept of a round's calls: ``min`` (their fastest,
+    the default: other processes only ever slow a call down) or ``median``; a kernel keeps its
+    least disturbed round. At the end of a build ``check_networks`` random networks of the
+    space are timed end to end (0: none), the table's calibration (measured ≈ scale * sum +
+    offset) is fitted on them and its leave-one-out error stored as the table's self-check.
+    ``allow_mismatch`` lets the search use a complete table measured elsewhere (another
+    device, backend or thread count: its fingerprint differs from this machine's) with a
+    warning, instead of refusing it; such a table is never completed here, so a missing kernel
+    is an error.
     """
 
     table: str = "runs/lut.json"
@@ -155,7 +161,9 @@ class LatencyConfig:
     device: str = "cpu"
     threads: int = 0
     min_time: float = 0.2
-    statistic: str = "median"
+    rounds: int = 3
+    statistic: str = "min"
+    check_networks: int = 6
     allow_mismatch: bool = False
 
 

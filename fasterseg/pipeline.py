@@ -148,10 +148,11 @@ def run_pipeline(
         runs[key] = (arch, _read_json(run_dir / "metrics.json"))
 
     stage(6, f"{pcfg.report.height}x{pcfg.report.width} on this CPU")
-    latency = _measure_all(pcfg, out, runs, table_path, search_cfg, say)
+    measured = _measure_all(pcfg, out, runs, table_path, search_cfg, say)
+    latency = measured["models"]
 
     stage(7)
-    report = _build_report(pcfg, out, runs, latency, history, root, search_cfg)
+    report = _build_report(pcfg, out, runs, latency, history, root, search_cfg, measured["table"])
     return report
 
 
@@ -168,9 +169,12 @@ def _measure_all(
     table_path: Path,
     search_cfg: Config,
     say: Callable[[str], None],
-) -> dict[str, dict[str, Any]]:
-    """Params, MACs, predicted and measured latency of every model; cached in latency.json."""
-    from .latency import build_table, genotype_kernels, genotype_latency, measure_network
+) -> dict[str, Any]:
+    """Params, MACs, predicted and measured latency of every model, and what the table says
+    of its own predictions; cached in latency.json. The models are timed together in the
+    interleaved rounds of a table's kernels (``time_interleaved``)."""
+    from .latency import build_table, genotype_kernels, genotype_latency, prediction_kind
+    from .latency.measure import ROUNDS, network_input, time_interleaved
     from .models import create_model, load_genotype
     from .profile import profile_genotype
 
@@ -178,7 +182,7 @@ def _measure_all(
     h, w = rep.height, rep.width
     cache_path = out / "latency.json"
     cache = _read_json(cache_path) or {}
-    if cache.get("resolution") != [h, w]:
+    if cache.get("resolution") != [h, w] or "table" not in cache:
         cache = {"resolution": [h, w], "models": {}}
     genotypes = {key: arch for key, (arch, _) in runs.items()}
     genotypes["fasterseg-student"] = load_genotype("fasterseg-student")
@@ -189,45 +193,60 @@ def _measure_all(
     specs = [s for g in genotypes.values() for s in genotype_kernels(g, h, w, classes)]
     lat = search_cfg.latency
     settings = replace(lat, table=str(lut), height=h, width=w, threads=rep.threads or lat.threads)
-    table = build_table(settings, specs=specs, progress=False)
+    table = build_table(settings, space=search_cfg.space, specs=specs, progress=False)
     threads = table.fingerprint.get("threads")
-    stat = table.fingerprint.get("statistic", "median")
+    stat = table.fingerprint.get("statistic", "min")
+    cache["table"] = {
+        "path": str(lut),
+        "predicted": prediction_kind(table),
+        "self_check": None if table.self_check is None else table.self_check.describe(),
+        "measured": f"{_stat_words(stat)} of the least disturbed of {ROUNDS} interleaved rounds",
+    }
+    timed: dict[str, Any] = {}
+    twins: dict[str, str] = {}
     for key, geno in genotypes.items():
         if key in cache["models"]:
             continue
-        twin = next((k for k, g in genotypes.items() if k in cache["models"] and g == geno), None)
+        twin = next((k for k, g in genotypes.items() if k in timed and g == geno), None)
         if twin is not None:  # the same architecture (distilled / trained student): time once
-            cache["models"][key] = cache["models"][twin]
-            atomic_write_json(cache_path, cache)
+            twins[key] = twin
             continue
         entry = dict(profile_genotype(geno, height=h, width=w, num_classes=classes))
         entry["latency_ms_predicted"] = genotype_latency(
             geno, table, height=h, width=w, num_classes=classes
         )
+        entry["latency_ms_predicted_sum"] = genotype_latency(
+            geno, table, height=h, width=w, num_classes=classes, calibrated=False
+        )
         entry["latency_ms_measured"] = None
-        if rep.measure:
-            model = create_model(geno, classes).eval()
-            entry["latency_ms_measured"] = measure_network(
-                model, h, w, threads=threads, min_time=rep.min_time, statistic=stat
-            ).ms
-        cache["models"][key] = entry
-        atomic_write_json(cache_path, cache)
-        say(f"{key}: {entry['latency_ms_measured'] or entry['latency_ms_predicted']:.2f} ms")
+        timed[key] = (entry, lambda g=geno: (create_model(g, classes).eval(), network_input(h, w)))
     if rep.peer and "lraspp_mobilenet_v3_large" not in cache["models"]:
-        cache["models"]["lraspp_mobilenet_v3_large"] = _peer(h, w, classes, threads, stat, rep)
-        atomic_write_json(cache_path, cache)
-    return cache["models"]
+        timed["lraspp_mobilenet_v3_large"] = _peer(h, w, classes)
+    if rep.measure and timed:
+        timing = time_interleaved(
+            {k: factory for k, (_, factory) in timed.items()}, threads=threads,
+            min_time=rep.min_time, rounds=ROUNDS, statistic=stat,
+        )  # fmt: skip
+        for key, m in timing.measurements.items():
+            timed[key][0]["latency_ms_measured"] = m.ms
+            timed[key][0]["latency_measured_disturbed"] = m.disturbed
+    for key, (entry, _) in timed.items():
+        cache["models"][key] = entry
+        say(f"{key}: {entry['latency_ms_measured'] or entry['latency_ms_predicted'] or 0:.2f} ms")
+    for key, twin in twins.items():
+        cache["models"][key] = cache["models"][twin]
+    atomic_write_json(cache_path, cache)
+    return cache
 
 
-def _peer(
-    h: int, w: int, classes: int, threads: int | None, statistic: str, rep: Any
-) -> dict[str, Any]:
-    """torchvision's LR-ASPP MobileNetV3-Large (random weights): params, MACs, latency."""
+def _peer(h: int, w: int, classes: int) -> tuple[dict[str, Any], Callable[[], Any]]:
+    """torchvision's LR-ASPP MobileNetV3-Large (random weights): params, MACs, and how to
+    build it for timing."""
     import copy
 
     import thop
 
-    from .latency import measure_network
+    from .latency.measure import network_input
     from .models.peer import LRASPPLogits
 
     model = LRASPPLogits(classes).eval()
@@ -235,17 +254,13 @@ def _peer(
         macs, _ = thop.profile(
             copy.deepcopy(model), inputs=(torch.zeros(1, 3, h, w),), verbose=False
         )
-    measured = (
-        measure_network(model, h, w, threads=threads, min_time=rep.min_time, statistic=statistic).ms
-        if rep.measure
-        else None
-    )
-    return {
+    entry = {
         "params": sum(p.numel() for p in model.parameters()),
         "macs": int(macs),
         "latency_ms_predicted": None,
-        "latency_ms_measured": measured,
+        "latency_ms_measured": None,
     }
+    return entry, lambda: (model, network_input(h, w))
 
 
 #: How the report's note names the figure each timing keeps (latency.statistic).
@@ -280,6 +295,7 @@ def _build_report(
     history: dict[str, Any] | None,
     root: Path,
     search_cfg: Config,
+    table_info: dict[str, Any],
 ) -> dict[str, Any]:
     from .data.labels import get_label_table
     from .report import draw_genotype, plot_latency_vs_miou, plot_search_trajectory, write_report
@@ -339,6 +355,7 @@ def _build_report(
         "models": models,
         "references": references,
         "search": search_info,
+        "latency_table": table_info,
         "plots": {
             "latency_vs_miou": "plots/latency_vs_miou.png",
             "search": "plots/search.png",
@@ -347,8 +364,13 @@ def _build_report(
         },
         "notes": [
             "mIoU and pixel accuracy: validation split after the last training epoch.",
-            "Predicted latency: sum of the lookup table's kernels; measured: end-to-end eval "
-            f"forward at batch 1 on this CPU ({_stat_words(search_cfg.latency.statistic)}).",
+            f"Predicted latency: {table_info['predicted']}; measured: end-to-end eval "
+            f"forward at batch 1 on this CPU ({table_info['measured']}).",
+            *(
+                [f"The latency table's {table_info['self_check']}."]
+                if table_info.get("self_check")
+                else []
+            ),
             "The published FasterSeg architectures and LR-ASPP are untrained here; only their "
             "size and speed are compared.",
         ],

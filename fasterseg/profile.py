@@ -9,13 +9,22 @@ from typing import Any
 import torch
 
 from .genotype import Genotype
-from .latency import LatencyTable, LatencyTableError, genotype_latency, measure_network
-from .latency.measure import resolve_threads
+from .latency import (
+    LatencyTable,
+    LatencyTableError,
+    genotype_latency,
+    measure_network,
+    prediction_kind,
+)
+from .latency.measure import ROUNDS, resolve_threads
 from .models.network import Network
 
 #: How ``profile_genotype(measure=True)`` times a network when no table says otherwise: the
-#: PyTorch eager backend on the thread count this process runs with (None), median call.
-DEFAULT_MEASURE = {"backend": "torch", "threads": None, "statistic": "median"}
+#: PyTorch eager backend on the thread count this process runs with (None), the fastest call
+#: of the least disturbed round, as ``fasterseg lut build`` times a kernel.
+DEFAULT_MEASURE = {"backend": "torch", "threads": None, "statistic": "min"}
+#: Seconds of timed calls per network, over :data:`~fasterseg.latency.measure.ROUNDS` rounds.
+MEASURE_SECONDS = 2.0
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -39,13 +48,16 @@ def profile_genotype(
     ``params`` counts the deployable network, ``params_with_aux`` includes the training-only
     auxiliary heads, ``macs`` is thop's count of an eval forward (batch norm counted by thop).
 
-    With ``table`` (built at the same height and width) adds ``latency_ms_predicted`` (the sum of
-    the network's kernels in the table) and, when the table carries a calibration,
-    ``latency_ms_predicted_calibrated``. With ``measure`` adds ``latency_ms_measured`` and
-    ``latency_ms_measured_std``: the deployable network's forward on one (1, 3, height, width)
-    image timed on the CPU, with the table's backend, threads and statistic, or without a table
-    (or with one imported from another device) with :data:`DEFAULT_MEASURE`;
-    ``latency_measured_with`` records the backend, thread count and statistic used.
+    With ``table`` (built at the same height and width) adds ``latency_ms_predicted``: the sum
+    of the network's kernels in the table, calibrated when the table carries a calibration
+    (``latency_predicted_with`` says which, ``latency_ms_predicted_sum`` is the plain sum).
+    With ``measure`` adds ``latency_ms_measured`` and ``latency_ms_measured_std``: the
+    deployable network's forward on one (1, 3, height, width) image timed for
+    :data:`MEASURE_SECONDS` in interleaved rounds (as a table's kernels are), with the table's
+    backend, threads and statistic, or without a table (or with one imported from another
+    device) with :data:`DEFAULT_MEASURE`; ``latency_measured_with`` records the backend,
+    thread count, statistic and rounds used, and ``latency_measured_disturbed`` whether every
+    round was timed while other processes were busy.
 
     Raises:
         LatencyTableError: ``table`` was built at another height or width.
@@ -80,14 +92,19 @@ def profile_genotype(
             genotype, table, height=height, width=width, num_classes=num_classes
         )
         result["latency_ms_predicted"] = predicted
-        if table.calibration is not None:  # fitted on networks measured end to end
-            result["latency_ms_predicted_calibrated"] = table.calibration.apply(predicted)
+        result["latency_ms_predicted_sum"] = genotype_latency(
+            genotype, table, height=height, width=width, num_classes=num_classes,
+            calibrated=False,
+        )  # fmt: skip
+        result["latency_predicted_with"] = prediction_kind(table)
         if not table.fingerprint.get("imported"):  # an imported table was timed elsewhere
             settings = {k: table.fingerprint.get(k, v) for k, v in DEFAULT_MEASURE.items()}
     if measure:
         settings["threads"] = resolve_threads(settings["threads"])
-        m = measure_network(deploy, height, width, **settings)
+        settings["rounds"] = ROUNDS
+        m = measure_network(deploy, height, width, min_time=MEASURE_SECONDS, **settings)
         result["latency_ms_measured"] = m.ms
         result["latency_ms_measured_std"] = m.std
         result["latency_measured_with"] = settings
+        result["latency_measured_disturbed"] = m.disturbed
     return result

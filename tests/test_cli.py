@@ -62,18 +62,19 @@ def test_profile_measures_without_a_table(tiny_arch, capsys):
     assert result["latency_ms_measured"] > 0
     assert result["latency_ms_measured_std"] >= 0
     assert result["latency_measured_with"] == {
-        "backend": "torch", "threads": torch.get_num_threads(), "statistic": "median",
+        "backend": "torch", "threads": torch.get_num_threads(), "statistic": "min",
+        "rounds": 3,
     }  # fmt: skip
     assert "latency_ms_predicted" not in result
     # The text output says what was measured and how.
     assert main(argv[:-1]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "latency measured" in x)
-    assert f"(torch, {torch.get_num_threads()} threads, median)" in line
+    assert f"(torch, {torch.get_num_threads()} threads, min of 3 rounds)" in line
 
 
 def test_profile_measures_with_the_tables_settings(tiny_arch, tmp_path, capsys):
     specs = genotype_kernels(TINY, H, W)
-    table = LatencyTable(device_fingerprint("torch", "cpu", 1, H, W, statistic="min"))
+    table = LatencyTable(device_fingerprint("torch", "cpu", 1, H, W, statistic="median"))
     for spec in specs:
         table.add(spec, Measurement(0.5, 0.01, 5))
     table.save(tmp_path / "lut.json")
@@ -83,7 +84,10 @@ def test_profile_measures_with_the_tables_settings(tiny_arch, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["latency_ms_predicted"] == pytest.approx(0.5 * len(specs))
     assert result["latency_ms_measured"] > 0
-    assert result["latency_measured_with"] == {"backend": "torch", "threads": 1, "statistic": "min"}
+    assert result["latency_measured_with"] == {
+        "backend": "torch", "threads": 1, "statistic": "median", "rounds": 3,
+    }  # fmt: skip
+    assert result["latency_predicted_with"].startswith("the sum of the table's kernels (the")
 
 
 # ---------------------------------------------------------------- evaluate
@@ -177,9 +181,7 @@ def render_cli_md() -> str:
     for words in commands:
         p = parser
         for w in words:
-            p = next(
-                a.choices[w] for a in p._actions if isinstance(a, argparse._SubParsersAction)
-            )
+            p = next(a.choices[w] for a in p._actions if isinstance(a, argparse._SubParsersAction))
         sections.append(f"## fasterseg {' '.join(words)}\n\n```\n{p.format_help()}```\n")
     return "\n".join(sections)
 

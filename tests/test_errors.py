@@ -123,8 +123,12 @@ def _npy(env, name, payload):
         header = "{'descr': '|O', 'fortran_order': False, 'shape': (), }"
         header += " " * (63 - len(header) - 10 - 1) + "\n"
         payload = pickle.dumps(WritesMarker(env / "ran"), protocol=2)
-        path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
-                         + header.encode("latin1") + payload)
+        path.write_bytes(
+            b"\x93NUMPY\x01\x00"
+            + len(header).to_bytes(2, "little")
+            + header.encode("latin1")
+            + payload
+        )
     return str(path)
 
 

@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import fake_timer
 
 from fasterseg.config import LatencyConfig, SpaceConfig
 from fasterseg.errors import ConfigError, UserError
@@ -42,7 +43,8 @@ FAST = 0.005
 
 def settings(out, **kwargs) -> LatencyConfig:
     """A latency section for a table at ``out`` at the tests' resolution."""
-    return LatencyConfig(table=str(out), **{"height": H, "width": W, **kwargs})
+    return LatencyConfig(table=str(out), **{"height": H, "width": W, "check_networks": 0, **kwargs})
+
 
 FP = {
     "cpu": "test cpu",
@@ -322,7 +324,7 @@ def test_build_table_resumes_measuring_only_missing(tmp_path, monkeypatch):
         calls.append(type(module).__name__)
         return Measurement(1.0 + len(calls), 0.1, 5)
 
-    monkeypatch.setattr(build_mod, "measure_module", fake_measure)
+    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(fake_measure))
     specs = space_kernels(TINY, H, W)[:12]
     extra = [OpSpec("conv", 4, 4, 8, 8)]
     out = tmp_path / "lut.json"
@@ -346,8 +348,8 @@ def test_build_table_resumes_measuring_only_missing(tmp_path, monkeypatch):
         build_table(settings(out, threads=2), specs=specs, progress=False)
     with pytest.raises(ConfigError, match="100"):
         build_table(settings(out, height=100), specs=specs, progress=False)
-    with pytest.raises(LatencyTableError, match="statistic: 'median' vs 'min'"):
-        build_table(settings(out, threads=1, statistic="min"), specs=specs, progress=False)
+    with pytest.raises(LatencyTableError, match="statistic: 'min' vs 'median'"):
+        build_table(settings(out, threads=1, statistic="median"), specs=specs, progress=False)
 
 
 def _priced(table, prices):
@@ -397,7 +399,7 @@ def test_build_table_re_measures_a_kernel_slower_than_a_larger_sibling(tmp_path,
         calls.append(key)
         return Measurement(values[key].pop(0), 0.0, 1)
 
-    monkeypatch.setattr(build_mod, "measure_module", fake_measure)
+    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(fake_measure))
     out = tmp_path / "lut.json"
     table = build_table(settings(out, threads=1), specs=[small, large], progress=False)
     assert calls == [small.key(), large.key(), small.key()]
@@ -414,7 +416,7 @@ def test_lut_build_cli_records_the_statistic(tmp_path, monkeypatch):
         seen.add(kwargs.get("statistic"))
         return Measurement(1.0, 0.1, 5)
 
-    monkeypatch.setattr(build_mod, "measure_module", fake_measure)
+    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(fake_measure))
     cfg = tmp_path / "space.yaml"
     cfg.write_text("space: {layers: 4, fch: 4}\n")
     out = tmp_path / "lut.json"
@@ -560,7 +562,9 @@ def test_profile_cli_predicts_calibrates_and_measures(tmp_path, monkeypatch, cap
     geno = load_genotype("fasterseg-student")
     specs = genotype_kernels(geno, H, W)
     monkeypatch.setattr(
-        build_mod, "measure_module", lambda module, inputs, **kw: Measurement(0.5, 0.01, 5)
+        build_mod,
+        "time_interleaved",
+        fake_timer(lambda module, inputs, **kw: Measurement(0.5, 0.01, 5)),
     )
     out = tmp_path / "lut.json"
     table = build_table(settings(out, threads=1), specs=specs, progress=False)
@@ -570,6 +574,7 @@ def test_profile_cli_predicts_calibrates_and_measures(tmp_path, monkeypatch, cap
             "--width", str(W), "--measure", "--json"]  # fmt: skip
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["latency_ms_predicted"] == pytest.approx(0.5 * len(specs))
-    assert result["latency_ms_predicted_calibrated"] == pytest.approx(1.5 * 0.5 * len(specs) + 2)
+    assert result["latency_ms_predicted_sum"] == pytest.approx(0.5 * len(specs))
+    assert result["latency_ms_predicted"] == pytest.approx(1.5 * 0.5 * len(specs) + 2)
+    assert "calibrated on 30 networks" in result["latency_predicted_with"]
     assert result["latency_ms_measured"] > 0

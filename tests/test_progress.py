@@ -4,6 +4,7 @@ import io
 import logging
 
 import pytest
+from conftest import fake_timer
 
 from fasterseg.config import LatencyConfig, SpaceConfig
 from fasterseg.latency import Measurement, build_table, space_kernels
@@ -91,16 +92,19 @@ def test_on_a_terminal_a_bar_is_drawn_instead_of_lines(monkeypatch, caplog):
 def test_build_table_logs_kernel_progress_off_a_terminal(
     tmp_path, monkeypatch, slow, stderr, caplog
 ):
-    monkeypatch.setattr(build_mod, "measure_module", lambda *a, **k: Measurement(1.0, 0.0, 1))
+    monkeypatch.setattr(
+        build_mod, "time_interleaved", fake_timer(lambda *a, **k: Measurement(1.0, 0.0, 1))
+    )
     specs = space_kernels(SpaceConfig(layers=6, fch=4), 64, 128)[:20]
     caplog.set_level(logging.INFO, logger="fasterseg.progress")
-    build_table(LatencyConfig(str(tmp_path / "lut.json"), 64, 128, threads=1), specs=specs)
+    lut = LatencyConfig(str(tmp_path / "lut.json"), 64, 128, threads=1, check_networks=0)
+    build_table(lut, specs=specs)
     lines = _lines(caplog)
-    assert len(lines) == 10
-    assert lines[0].startswith("measuring kernels: 2/20 kernel (10%,")
-    assert lines[-1].startswith("measuring kernels: 20/20 kernel (100%,")
+    assert len(lines) == 10  # 20 kernels x 3 rounds, a line per tenth
+    assert lines[0].startswith("measuring kernels: 6/60 kernel-round (10%,")
+    assert lines[-1].startswith("measuring kernels: 60/60 kernel-round (100%,")
     caplog.clear()
-    lut2 = LatencyConfig(str(tmp_path / "lut2.json"), 64, 128, threads=1)
+    lut2 = LatencyConfig(str(tmp_path / "lut2.json"), 64, 128, threads=1, check_networks=0)
     build_table(lut2, specs=specs, progress=False)
     assert _lines(caplog) == []
     assert "\r" not in stderr.getvalue()

@@ -238,10 +238,18 @@ def _report():
             "fasterseg-teacher": ref,
             "lraspp_mobilenet_v3_large": ref,
         },
-        "search": {"epochs": 4, "seconds": 125.0, "select": "last", "selected_epoch": 4,
-                   "scored_on": {"split": "train", "part": "held-out 0.2 of the architecture half",
-                                 "images": 4},
-                   "lambda_final": 0.02},
+        "search": {
+            "epochs": 4,
+            "seconds": 125.0,
+            "select": "last",
+            "selected_epoch": 4,
+            "scored_on": {
+                "split": "train",
+                "part": "held-out 0.2 of the architecture half",
+                "images": 4,
+            },
+            "lambda_final": 0.02,
+        },
         "plots": {"latency_vs_miou": "plots/latency_vs_miou.png", "student": "plots/s.png"},
         "notes": ["A tiny run for the test."],
     }

@@ -6,10 +6,10 @@ The table never measures by itself; :mod:`fasterseg.latency.measure` does, when 
 
 from .build import build_table
 from .enumerate import genotype_kernels, space_kernels
-from .estimate import expected_latency, genotype_latency, latency_loss
-from .measure import Measurement, measure_module, measure_network
+from .estimate import expected_latency, genotype_latency, latency_loss, prediction_kind
+from .measure import Measurement, Timing, measure_module, measure_network, time_interleaved
 from .spec import OpSpec
-from .table import Calibration, LatencyTable, LatencyTableError, device_fingerprint
+from .table import Calibration, LatencyTable, LatencyTableError, SelfCheck, device_fingerprint
 
 __all__ = [
     "Calibration",
@@ -17,6 +17,8 @@ __all__ = [
     "LatencyTableError",
     "Measurement",
     "OpSpec",
+    "SelfCheck",
+    "Timing",
     "build_table",
     "device_fingerprint",
     "expected_latency",
@@ -25,5 +27,7 @@ __all__ = [
     "latency_loss",
     "measure_module",
     "measure_network",
+    "prediction_kind",
     "space_kernels",
+    "time_interleaved",
 ]

@@ -1,17 +1,29 @@
-"""Build (or complete) a latency table on this device, resumably."""
+"""Build (or complete) a latency table on this device, resumably, and check it against whole
+networks."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..config import LatencyConfig, SpaceConfig
+from ..errors import ConfigError
+from ..genotype import Genotype
+from ..models.network import Network
 from ..progress import progress_bar
-from .enumerate import check_resolution, space_kernels
-from .measure import Measurement, check_backend, measure_module, resolve_threads
+from .enumerate import check_resolution, genotype_kernels, random_genotype, space_kernels
+from .estimate import genotype_latency
+from .measure import (
+    Timing,
+    check_backend,
+    network_input,
+    resolve_threads,
+    time_interleaved,
+)
 from .spec import OpSpec, build_module, example_input
-from .table import LatencyTable, device_fingerprint
+from .table import CHECK_TOLERANCE, LatencyTable, SelfCheck, device_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +32,29 @@ INVERSION_TOLERANCE = 0.1
 #: Kinds whose cost need not grow with the channels: a skip is an identity at c_in == c_out
 #: and a convolution otherwise; a concatenation copies.
 _NOT_MONOTONE = ("skip", "concat")
+#: Kernels timed together in interleaved rounds and then saved: a killed build loses at most
+#: one chunk, and a chunk's rounds lie far enough apart (tens of seconds at the defaults) that
+#: a load of a few seconds touches one round of each kernel.
+CHUNK = 60
+#: A self-check network gets this many times a kernel's timing budget (``min_time``).
+NETWORK_BUDGET = 10
+
+
+def check_genotypes(space: SpaceConfig, count: int) -> list[Genotype]:
+    """The ``count`` networks a build's self-check times: random architectures of ``space``
+    (seeded, alternately student- and teacher-wide, two or three branches' ends), the same
+    for every build of that space."""
+    rng = random.Random("fasterseg latency self-check")
+    return [
+        random_genotype(
+            space,
+            rng,
+            role=("student", "teacher")[i % 2],
+            lasts=(2, rng.choice((0, 1))),
+            name=f"check{i}",
+        )
+        for i in range(count)
+    ]
 
 
 def _sibling_group(spec: OpSpec) -> tuple[object, ...]:
@@ -57,32 +92,50 @@ def build_table(
     specs: Iterable[OpSpec] | None = None,
     extra_specs: Iterable[OpSpec] = (),
     resize_mode: str = "bilinear",
-    save_every: int = 10,
+    save_every: int = CHUNK,
     recheck: bool = True,
     progress: bool = True,
 ) -> LatencyTable:
-    """Measure every kernel of ``space`` that the table file ``settings.table`` lacks; save
-    and return the table.
+    """Measure every kernel of ``space`` that the table file ``settings.table`` lacks, check
+    the table against whole networks; save and return it.
 
     ``settings`` (a config's ``latency`` section) says where the table lives, the resolution
-    (``height`` x ``width``), the backend, device, thread count (0: this process's), the
-    minimum timing per kernel and the statistic kept. The kernels are :func:`space_kernels`
-    ``(space, height, width, resize_mode)`` (``space`` defaults to the paper's), or exactly
-    ``specs`` when given, plus ``extra_specs``. An existing table at ``settings.table`` is
-    loaded first (its fingerprint must match this device, backend, thread
-    count and resolution, else LatencyTableError) and only missing entries are measured. The
-    table is saved atomically every ``save_every`` new entries and at the end, so a killed
-    build resumes where it stopped. ``statistic`` (``median``, or ``min`` on a machine shared
-    with other busy processes) is what each entry's ``ms`` holds. ``progress`` shows a bar
-    on a terminal, a log line per tenth elsewhere. Height and width must be multiples of 32
-    (ConfigError otherwise). With ``recheck`` every kernel measured in this build that is
-    slower than a strictly larger sibling (:func:`inverted_siblings`) is measured once more
-    and keeps the faster of its two measurements.
+    (``height`` x ``width``, multiples of 32, else ConfigError), the backend, device, thread
+    count (0: this process's), the timing per kernel (``min_time`` seconds in ``rounds``
+    interleaved rounds, :func:`~fasterseg.latency.measure.time_interleaved`) and the statistic
+    kept. The kernels are :func:`space_kernels` ``(space, height, width, resize_mode)``
+    (``space`` defaults to the paper's), or exactly ``specs`` when given, plus
+    ``extra_specs``, plus those of the self-check's networks. An existing table at
+    ``settings.table`` is loaded first (its fingerprint must match this device, backend, thread
+    count, resolution and statistic, else LatencyTableError) and only missing entries are
+    measured, ``save_every`` kernels at a time, each batch saved atomically, so a killed build
+    resumes where it stopped. ``progress`` shows a bar on a terminal, a log line per tenth
+    elsewhere.
+
+    With ``recheck`` every kernel measured in this build that is slower than a strictly larger
+    sibling (:func:`inverted_siblings`) is measured once more and keeps the faster time.
+
+    Then, when kernels were added or the table has no passing self-check, the
+    ``settings.check_networks`` networks of :func:`check_genotypes` are timed end to end with
+    the same protocol (``NETWORK_BUDGET`` x ``min_time`` each), the table's calibration is
+    fitted on them and the leave-one-out error stored (:class:`~.table.SelfCheck`). When a
+    held-out prediction is off by more than ``CHECK_TOLERANCE``, the kernels of the networks
+    it was wrong on are timed again and the check repeated once; when the networks could only
+    be timed while other processes were busy, the table keeps no calibration. Either failure
+    is logged as a warning that says how to rebuild.
     """
     height, width, backend = settings.height, settings.width, settings.backend
     check_resolution(height, width)
     dev = check_backend(backend, settings.device)
     n_threads = resolve_threads(settings.threads or None)
+    n_check = settings.check_networks
+    if (
+        not isinstance(n_check, int)
+        or isinstance(n_check, bool)
+        or n_check in (1, 2)
+        or n_check < 0
+    ):
+        raise ConfigError(f"latency.check_networks must be 0 or at least 3, got {n_check!r}")
     fingerprint = device_fingerprint(
         backend, dev, n_threads, height, width, statistic=settings.statistic
     )
@@ -91,14 +144,12 @@ def build_table(
         table = LatencyTable.load(out, expect_fingerprint=fingerprint)
     else:
         table = LatencyTable(fingerprint, path=out)
-    wanted = (
-        list(specs)
-        if specs is not None
-        else space_kernels(
-            space if space is not None else SpaceConfig(), height, width, resize_mode
-        )
-    )
-    wanted = [*wanted, *extra_specs]
+    space = space if space is not None else SpaceConfig()
+    wanted = list(specs) if specs is not None else space_kernels(space, height, width, resize_mode)
+    checked = check_genotypes(space, n_check)
+    classes = space.num_classes
+    check_specs = [s for g in checked for s in genotype_kernels(g, height, width, classes)]
+    wanted = [*wanted, *extra_specs, *check_specs]
     todo = table.missing(wanted)
     log.info(
         "latency table %s: %d kernels wanted, %d present, %d to measure",
@@ -108,41 +159,106 @@ def build_table(
         len(todo),
     )
 
-    def measure(spec: OpSpec) -> Measurement:
-        return measure_module(
-            build_module(spec),
-            example_input(spec),
-            backend=backend,
-            device=dev,
-            threads=n_threads,
-            min_time=settings.min_time,
-            statistic=settings.statistic,
-        )
+    def timed(factories: dict, budget: float, step: Callable[[object], None] | None) -> Timing:
+        return time_interleaved(
+            factories, backend=backend, device=dev, threads=n_threads, min_time=budget,
+            rounds=settings.rounds, statistic=settings.statistic, on_round=step,
+        )  # fmt: skip
 
-    bar = progress_bar(todo, desc="measuring kernels", unit="kernel", enabled=progress)
-    done = 0
-    for spec in bar:
-        table.add(spec, measure(spec))
-        done += 1
-        if done % save_every == 0:
-            table.save(out)
+    def measure(batch: list[OpSpec], step: Callable[[object], None] | None = None) -> Timing:
+        factories = {s: (lambda s=s: (build_module(s), example_input(s))) for s in batch}
+        timing = timed(factories, settings.min_time, step)
+        for spec, m in timing.measurements.items():
+            table.add(spec, m)
+        return timing
+
+    steps = iter(range(len(todo) * settings.rounds))
+    bar = progress_bar(
+        steps, desc="measuring kernels", unit="kernel-round", enabled=progress,
+        total=len(todo) * settings.rounds,
+    )  # fmt: skip
+    ticks = iter(bar)
+    disturbed = 0
+    for start in range(0, len(todo), max(1, save_every)):
+        timing = measure(todo[start : start + max(1, save_every)], lambda _: next(ticks, None))
+        disturbed += len(timing.disturbed)
+        table.save(out)
+    for _ in ticks:  # the bar's last step is reported when it is left
+        pass
     bar.close()
+    if disturbed:
+        log.warning(
+            "latency table %s: %d of %d kernels could only be timed while other processes "
+            "were busy (each kept its fastest round)", out, disturbed, len(todo),
+        )  # fmt: skip
     if recheck and todo:
         new = set(todo)
         suspects = sorted(
             {s for s, _ in inverted_siblings(table, wanted) if s in new}, key=OpSpec.key
         )
-        faster = 0
-        for spec in suspects:
-            again = measure(spec)
-            if again.ms < table.get(spec).ms:
-                table.add(spec, again)
-                faster += 1
         if suspects:
+            before = {s: table.get(s) for s in suspects}
+            measure(suspects)
+            faster = 0
+            for spec, old in before.items():
+                if old.ms <= table.get(spec).ms:
+                    table.add(spec, old)
+                else:
+                    faster += 1
             log.info(
                 "latency table %s: re-measured %d kernels slower than a larger sibling; "
                 "%d were faster the second time",
                 out, len(suspects), faster,
             )  # fmt: skip
+    stale = table.self_check is None or not table.self_check.passed
+    if checked and (todo or stale):
+        budget = NETWORK_BUDGET * settings.min_time
+        check = _self_check(
+            table, checked, height, width, classes, lambda f: timed(f, budget, None)
+        )
+        if not check.passed and not check.disturbed:
+            wrong = [
+                g for g, n in zip(checked, check.networks) if n.heldout_error > CHECK_TOLERANCE
+            ]
+            measure(
+                list(
+                    dict.fromkeys(
+                        s for g in wrong for s in genotype_kernels(g, height, width, classes)
+                    )
+                )
+            )
+            check = _self_check(
+                table, checked, height, width, classes, lambda f: timed(f, budget, None)
+            )
+        table.self_check = check
+        table.calibration = None if check.disturbed else check.calibration()
+        (log.info if check.passed else log.warning)("latency table %s: %s", out, check.describe())
+        if not check.passed:
+            log.warning(
+                "latency table %s: the self-check failed; on a quieter machine rebuild it with "
+                "the same command after deleting the file, or run the command again to repeat "
+                "only the check", out,
+            )  # fmt: skip
     table.save(out)
     return table
+
+
+def _self_check(
+    table: LatencyTable,
+    genotypes: list[Genotype],
+    height: int,
+    width: int,
+    classes: int,
+    timed: Callable[[dict], Timing],
+) -> SelfCheck:
+    """Time ``genotypes`` end to end and judge the table's predictions of them."""
+    x = network_input(height, width)
+    factories = {g.name: (lambda g=g: (Network(g, classes), x)) for g in genotypes}
+    timing = timed(factories)
+    sums = [genotype_latency(g, table, height=height, width=width, num_classes=classes,
+                             calibrated=False) for g in genotypes]  # fmt: skip
+    meas = [timing.measurements[g.name] for g in genotypes]
+    return SelfCheck.of(
+        [g.name for g in genotypes], sums, [m.ms for m in meas], [m.disturbed for m in meas],
+        timing.others_cores_max,
+    )  # fmt: skip

@@ -32,24 +32,37 @@ def genotype_latency(
     width: int,
     num_classes: int = 19,
     resize_mode: str = "bilinear",
-    calibrated: bool = False,
+    calibrated: bool | None = None,
 ) -> float:
     """Predicted latency (ms) of ``genotype``'s network at (height, width): the sum of the table
-    entries of :func:`genotype_kernels`. ``calibrated`` applies the table's fitted
-    :class:`~fasterseg.latency.table.Calibration` (LatencyTableError if it has none).
-    Missing kernels raise KeyError listing them all and how to fill them."""
+    entries of :func:`genotype_kernels`, corrected by the table's
+    :class:`~fasterseg.latency.table.Calibration` when it has one (the default, ``calibrated``
+    None; see :func:`prediction_kind`). ``calibrated`` False gives the plain sum, True requires
+    the calibration (LatencyTableError if the table has none). Missing kernels raise KeyError
+    listing them all and how to fill them."""
     dtype = table.fingerprint.get("dtype", "float32")
     specs = genotype_kernels(genotype, height, width, num_classes, resize_mode, dtype)
     table.require(specs)
     total = sum(table.lookup(s) for s in specs)
-    if not calibrated:
+    if calibrated is False or (calibrated is None and table.calibration is None):
         return total
     if table.calibration is None:
         raise LatencyTableError(
-            f"{table.path or 'latency table'} has no calibration; fit one with "
-            f"benchmarks/latency_predictor.py --table FILE --save-calibration"
+            f"{table.path or 'latency table'} has no calibration; `fasterseg lut build` fits "
+            "one when it checks the table against whole networks (latency.check_networks)"
         )
     return table.calibration.apply(total)
+
+
+def prediction_kind(table: LatencyTable) -> str:
+    """What :func:`genotype_latency` predicts by default on ``table``, in words."""
+    c = table.calibration
+    if c is None:
+        return "the sum of the table's kernels (the table has no calibration)"
+    return (
+        f"the sum of the table's kernels calibrated on {c.fitted_on} networks timed end to end "
+        f"(measured ≈ {c.scale:.3f} x sum {c.offset_ms:+.2f} ms)"
+    )
 
 
 def _check_mode(name: str, mode: str) -> None:

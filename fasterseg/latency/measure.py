@@ -9,6 +9,16 @@ processes cause); the standard deviation and the number of timed calls are kept 
 ``statistic="min"`` keeps the fastest call instead: on a machine shared with other busy
 processes it estimates the uncontended latency, which the median then no longer does.
 
+Many modules (a table's kernels, a report's networks) are timed by :func:`time_interleaved`:
+in ``rounds`` passes over all of them, each pass spending ``1/rounds`` of every module's budget,
+so that a load lasting seconds touches one round of each module instead of every call of a few.
+A :class:`CpuMeter` reads how much CPU other processes (and the hypervisor) took during each
+window of the passes; a round timed in a window where they used more than
+:data:`DISTURBED_CORES` cores is disturbed, a module with no undisturbed round is timed again
+(up to ``rounds`` more passes), and a module's latency is the smallest of its undisturbed
+rounds' statistics: another process only ever slows a call down, so the least disturbed round
+is the least biased one.
+
 * ``torch`` on ``cpu``: ``time.perf_counter`` around each call, with ``torch.set_num_threads``
   fixed for the measurement and restored afterwards.
 * ``torch`` on ``cuda``: CUDA events around each call, synchronised after it (latency, not
@@ -21,12 +31,16 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import random
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -40,16 +54,27 @@ STATISTICS = ("median", "min")
 #: At least two warm-up calls: the first ones create oneDNN primitives and allocator pools.
 WARMUP_CALLS = 2
 ONNX_OPSET = 17
+#: Rounds :func:`time_interleaved` splits each module's budget into, by default.
+ROUNDS = 3
+#: Other processes using more than this many cores on average over a window disturb it.
+DISTURBED_CORES = 0.25
+#: A CPU-usage window closes once it spans this many seconds: /proc/stat counts CPU time in
+#: ticks of 10 ms per core, so a shorter window cannot tell a quarter of a core from none.
+METER_WINDOW_S = 0.5
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
 class Measurement:
     """One timing: latency ``ms`` (milliseconds; the median of the timed calls unless another
-    statistic was asked for), ``std`` over the timed calls, ``n`` timed calls."""
+    statistic was asked for), ``std`` over the timed calls, ``n`` timed calls. ``disturbed``
+    (not stored in tables) says that every round was timed while other processes were busy."""
 
     ms: float
     std: float
     n: int
+    disturbed: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"ms", "std", "n"}`` as stored in a latency table."""
@@ -215,6 +240,97 @@ def trace_to_onnx(
     return buf.getvalue()
 
 
+class CpuMeter:
+    """Cores that other processes (and the hypervisor, as steal time) used since :meth:`start`.
+
+    Reads the machine's CPU time from ``/proc/stat`` and this process's (every thread) from
+    ``time.process_time``; the difference over the wall time is what others took. Where
+    ``/proc/stat`` cannot be read (not Linux) ``available`` is False and :meth:`others` is 0.
+    """
+
+    def __init__(self, stat: str | os.PathLike = "/proc/stat") -> None:
+        self._stat = Path(stat)
+        self._tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+        self.available = self._busy_seconds() is not None
+        self.start()
+
+    def _busy_seconds(self) -> float | None:
+        try:
+            first = self._stat.read_text(encoding="ascii").split("\n", 1)[0].split()
+        except OSError:
+            return None
+        if len(first) < 9 or first[0] != "cpu":
+            return None
+        # user nice system idle iowait irq softirq steal: all but idle and iowait are busy
+        ticks = [int(x) for x in first[1:9]]
+        return (sum(ticks) - ticks[3] - ticks[4]) / self._tick
+
+    def start(self) -> None:
+        """Start a new window."""
+        self._wall = time.perf_counter()
+        self._busy = self._busy_seconds()
+        self._own = time.process_time()
+
+    def elapsed(self) -> float:
+        """Seconds since :meth:`start`."""
+        return time.perf_counter() - self._wall
+
+    def resolution(self) -> float:
+        """The reading's uncertainty in cores now: ``/proc/stat`` counts whole ticks on each
+        core, so each end of a window may be short of one tick per core."""
+        return 2 * (os.cpu_count() or 1) / self._tick / max(self.elapsed(), 1e-9)
+
+    def others(self) -> float:
+        """Average cores used by other processes since :meth:`start` (0 when unavailable)."""
+        wall = self.elapsed()
+        busy = self._busy_seconds()
+        if busy is None or self._busy is None or wall <= 0:
+            return 0.0
+        own = time.process_time() - self._own
+        return max(0.0, (busy - self._busy - own) / wall)
+
+
+@contextmanager
+def _prepared(
+    module: nn.Module,
+    inputs: Tensor | Sequence[Tensor],
+    backend: str,
+    dev: torch.device,
+    threads: int,
+) -> Iterator[tuple[Callable[[], object], Callable[[Callable[[], object]], float]]]:
+    """``(call, clock)`` for timing ``module(*inputs)`` on ``backend``/``dev`` in eval mode,
+    with ``threads`` intra-op threads; the module's training flag and torch's thread count
+    are restored on exit."""
+    was_training = module.training
+    module.eval()
+    try:
+        if backend == "onnxruntime":
+            import_onnxruntime()  # before the export: a missing package is the error to report
+            module.to("cpu")
+            args = tuple(x.detach().cpu() for x in _as_tuple(inputs))
+            with torch.inference_mode():
+                model = trace_to_onnx(module, args)
+            session = onnxruntime_session(model, threads)
+            arrays = [x.numpy() for x in args]
+            feeds = {i.name: a for i, a in zip(session.get_inputs(), arrays)}
+            yield (lambda: session.run(None, feeds)), _cpu_clock
+            return
+        module.to(dev)
+        targs = tuple(x.to(dev) for x in _as_tuple(inputs))
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                clock = _cuda_clock(dev) if dev.type == "cuda" else _cpu_clock
+                yield (lambda: module(*targs)), clock
+        finally:
+            torch.set_num_threads(previous)
+    finally:
+        module.train(was_training)
+
+
 def measure_module(
     module: nn.Module,
     inputs: Tensor | Sequence[Tensor],
@@ -226,7 +342,7 @@ def measure_module(
     min_runs: int = 3,
     statistic: str = "median",
 ) -> Measurement:
-    """Latency of ``module(*inputs)`` at batch 1 (inputs shaped (1, C, H, W)).
+    """Latency of ``module(*inputs)`` at batch 1 (inputs shaped (1, C, H, W)), in one go.
 
     ``backend`` is ``torch`` (on ``device``: cpu or cuda) or ``onnxruntime`` (CPU execution
     provider). ``threads`` fixes the intra-op thread count (default: torch's current count);
@@ -234,64 +350,115 @@ def measure_module(
     after warm-up, ``min_runs`` the least number of timed calls; ``statistic`` (``median`` or
     ``min``) is what ``Measurement.ms`` holds. The module is moved to ``device`` (in place, like
     ``nn.Module.to``) and run in eval mode; its training flag is restored afterwards.
+    :func:`time_interleaved` times several modules in rounds, robustly to other processes.
     """
     dev = check_backend(backend, device)
     check_statistic(statistic)
     n_threads = resolve_threads(threads)
     _check_budget(min_time, min_runs)
-    was_training = module.training
-    module.eval()
-    try:
-        if backend == "onnxruntime":
-            return _measure_onnxruntime(module, inputs, n_threads, min_time, min_runs, statistic)
-        return _measure_torch(module, inputs, dev, n_threads, min_time, min_runs, statistic)
-    finally:
-        module.train(was_training)
+    with _prepared(module, inputs, backend, dev, n_threads) as (call, clock):
+        return _time_calls(call, clock, min_time, min_runs, statistic)
 
 
-def _measure_torch(
-    module: nn.Module,
-    inputs: Tensor | Sequence[Tensor],
-    dev: torch.device,
-    threads: int,
-    min_time: float,
-    min_runs: int,
-    statistic: str,
-) -> Measurement:
-    module.to(dev)
-    args = tuple(x.to(dev) for x in _as_tuple(inputs))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
+@dataclass(frozen=True)
+class Timing(Generic[K]):
+    """What :func:`time_interleaved` found: a Measurement per module (``disturbed`` set on
+    those with no undisturbed round), the rounds it ran (``rounds`` planned plus ``extra``
+    re-measuring passes) and the most cores other processes used in one of its windows."""
 
-            def call() -> object:
-                return module(*args)
+    measurements: dict[K, Measurement]
+    rounds: int
+    extra: int
+    others_cores_max: float
 
-            clock = _cuda_clock(dev) if dev.type == "cuda" else _cpu_clock
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            return _time_calls(call, clock, min_time, min_runs, statistic)
-    finally:
-        torch.set_num_threads(previous)
+    @property
+    def disturbed(self) -> list[K]:
+        """The modules none of whose rounds escaped other processes."""
+        return [k for k, m in self.measurements.items() if m.disturbed]
 
 
-def _measure_onnxruntime(
-    module: nn.Module,
-    inputs: Tensor | Sequence[Tensor],
-    threads: int,
-    min_time: float,
-    min_runs: int,
-    statistic: str,
-) -> Measurement:
-    import_onnxruntime()  # before the export: a missing package is the error to report
-    module.to("cpu")
-    args = tuple(x.detach().cpu() for x in _as_tuple(inputs))
-    with torch.inference_mode():
-        model = trace_to_onnx(module, args)
-    return measure_onnx(
-        model, args, threads=threads, min_time=min_time, min_runs=min_runs, statistic=statistic
-    )
+def time_interleaved(
+    modules: Mapping[K, Callable[[], tuple[nn.Module, Tensor | Sequence[Tensor]]]],
+    *,
+    backend: str = "torch",
+    device: torch.device | str = "cpu",
+    threads: int | None = None,
+    min_time: float = 0.2,
+    rounds: int = ROUNDS,
+    statistic: str = "min",
+    min_runs: int = 1,
+    meter: CpuMeter | None = None,
+    on_round: Callable[[K], None] | None = None,
+) -> Timing[K]:
+    """Time each of ``modules`` (key -> a function building ``(module, inputs)``, called once
+    per round so that only one module lives at a time) in ``rounds`` interleaved passes.
+
+    Each pass times every module for ``min_time / rounds`` seconds (at least ``min_runs``
+    calls, after the warm-up of :func:`measure_module`), in an order shuffled per pass
+    (seeded). ``meter`` (default a new :class:`CpuMeter`) judges each window of at least
+    :data:`METER_WINDOW_S` seconds: a round timed in a window where other processes used more
+    than :data:`DISTURBED_CORES` cores is disturbed. Modules with no undisturbed round are timed
+    in up to ``rounds`` further passes, until each has one. A module's ``ms`` is the smallest
+    of its undisturbed rounds' statistics (all rounds' if none escaped; then ``disturbed`` is
+    set), ``std`` the largest of those rounds', ``n`` the calls timed in all. ``on_round(key)``
+    is called after each round of each module (progress bars).
+    """
+    dev = check_backend(backend, device)
+    check_statistic(statistic)
+    n_threads = resolve_threads(threads)
+    _check_budget(min_time, min_runs)
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ConfigError(f"rounds must be a positive integer, got {rounds!r}")
+    meter = meter or CpuMeter()
+    budget = min_time / rounds
+    timed: dict[K, list[tuple[Measurement, bool]]] = {k: [] for k in modules}
+    worst = 0.0
+
+    def one_pass(keys: list[K], seed: int) -> None:
+        nonlocal worst
+        order = list(keys)
+        random.Random(seed).shuffle(order)
+        window: list[tuple[K, Measurement]] = []
+        meter.start()
+        for i, key in enumerate(order):
+            module, inputs = modules[key]()
+            with _prepared(module, inputs, backend, dev, n_threads) as (call, clock):
+                window.append((key, _time_calls(call, clock, budget, min_runs, statistic)))
+            del module, inputs
+            if on_round is not None:
+                on_round(key)
+            last = i == len(order) - 1
+            if meter.elapsed() >= METER_WINDOW_S or last:
+                # a short last window is judged too, beyond the uncertainty of its reading
+                others = meter.others()
+                bad = others - meter.resolution() > DISTURBED_CORES
+                worst = max(worst, others if bad else 0.0)
+                for k, m in window:
+                    timed[k].append((m, bad))
+                window = []
+                meter.start()
+
+    keys = list(modules)
+    for r in range(rounds):
+        one_pass(keys, r)
+    extra = 0
+    while extra < rounds:
+        redo = [k for k in keys if all(bad for _, bad in timed[k])]
+        if not redo:
+            break
+        one_pass(redo, rounds + extra)
+        extra += 1
+    out: dict[K, Measurement] = {}
+    for key in keys:
+        calm = [m for m, bad in timed[key] if not bad]
+        used = calm or [m for m, _ in timed[key]]
+        out[key] = Measurement(
+            ms=min(m.ms for m in used),
+            std=max(m.std for m in used),
+            n=sum(m.n for m, _ in timed[key]),
+            disturbed=not calm,
+        )
+    return Timing(out, rounds=rounds, extra=extra, others_cores_max=worst)
 
 
 def measure_onnx(
@@ -330,18 +497,26 @@ def measure_network(
     min_time: float = 1.0,
     min_runs: int = 3,
     statistic: str = "median",
+    rounds: int = 1,
 ) -> Measurement:
     """End-to-end latency of a deployable network's eval forward on one (1, 3, height, width)
-    image (no pre- or post-processing), with the same timers as :func:`measure_module`."""
+    image (no pre- or post-processing), with the same timers as :func:`measure_module`; with
+    ``rounds`` > 1 in the rounds of :func:`time_interleaved` (``min_runs`` calls per round),
+    which detect other processes and time again."""
+    x = network_input(height, width)
+    if rounds == 1:
+        return measure_module(
+            model, x, backend=backend, device=device, threads=threads, min_time=min_time,
+            min_runs=min_runs, statistic=statistic,
+        )  # fmt: skip
+    timing = time_interleaved(
+        {0: lambda: (model, x)}, backend=backend, device=device, threads=threads,
+        min_time=min_time, rounds=rounds, statistic=statistic, min_runs=min_runs,
+    )  # fmt: skip
+    return timing.measurements[0]
+
+
+def network_input(height: int, width: int) -> Tensor:
+    """The (1, 3, height, width) image every end-to-end timing feeds (seeded noise)."""
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 3, height, width, generator=gen)
-    return measure_module(
-        model,
-        x,
-        backend=backend,
-        device=device,
-        threads=threads,
-        min_time=min_time,
-        min_runs=min_runs,
-        statistic=statistic,
-    )
+    return torch.randn(1, 3, height, width, generator=gen)

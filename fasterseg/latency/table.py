@@ -7,7 +7,15 @@ File format::
                      "backend_version": ..., "device": ..., "dtype": ..., "height": ...,
                      "width": ..., "statistic": "median", ...},
      "entries": {"<OpSpec.key()>": {"ms": float, "std": float, "n": int}, ...},
-     "calibration": {"scale": float, "offset_ms": float, "fitted_on": int}   (optional)}
+     "calibration": {"scale": float, "offset_ms": float, "fitted_on": int},  (optional)
+     "self_check": {"networks": [{"name", "sum_ms", "measured_ms", "heldout_ms",
+                                  "disturbed"}, ...],
+                    "others_cores_max": float}                                  (optional)}
+
+``self_check`` holds the networks a build timed end to end to fit ``calibration``: each one's
+summed kernels, its measured latency and the calibration fitted on the *other* networks
+applied to its sum (``heldout_ms``, leave-one-out), so the table carries the error of its own
+predictions on networks it was not fitted to.
 
 The fingerprint says where and how the entries were measured. Loading a table whose
 fingerprint differs from the current device is an error unless explicitly allowed. A table
@@ -146,6 +154,123 @@ class Calibration:
         return cls(scale=scale, offset_ms=mm - scale * mp, fitted_on=len(p))
 
 
+#: A self-check passes when every held-out prediction lies within this fraction of its network.
+CHECK_TOLERANCE = 0.10
+
+
+@dataclass(frozen=True)
+class CheckedNetwork:
+    """One self-check network: its summed kernels, measured and held-out predicted latency."""
+
+    name: str
+    sum_ms: float
+    measured_ms: float
+    heldout_ms: float
+    disturbed: bool
+
+    @property
+    def heldout_error(self) -> float:
+        """|held-out prediction - measured| / measured."""
+        return abs(self.heldout_ms - self.measured_ms) / self.measured_ms
+
+    @property
+    def sum_error(self) -> float:
+        """|summed kernels - measured| / measured."""
+        return abs(self.sum_ms - self.measured_ms) / self.measured_ms
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """A table's check of itself against networks timed end to end (see the module doc)."""
+
+    networks: tuple[CheckedNetwork, ...]
+    others_cores_max: float
+
+    @classmethod
+    def of(
+        cls,
+        names: Iterable[str],
+        sums: Iterable[float],
+        measured: Iterable[float],
+        disturbed: Iterable[bool],
+        others_cores_max: float,
+    ) -> SelfCheck:
+        """Fit, for each network, the calibration on all the others and predict it."""
+        names, sums, meas = list(names), list(map(float, sums)), list(map(float, measured))
+        bad = list(disturbed)
+        if len(sums) < 3:
+            raise ValueError(f"a self-check needs at least 3 networks, got {len(sums)}")
+        nets = []
+        for i, name in enumerate(names):
+            rest = [j for j in range(len(sums)) if j != i]
+            held = Calibration.fit([sums[j] for j in rest], [meas[j] for j in rest])
+            nets.append(CheckedNetwork(name, sums[i], meas[i], held.apply(sums[i]), bad[i]))
+        return cls(tuple(nets), float(others_cores_max))
+
+    @property
+    def disturbed(self) -> bool:
+        """Whether some network was timed only while other processes were busy."""
+        return any(n.disturbed for n in self.networks)
+
+    @property
+    def heldout_error_max(self) -> float:
+        """The largest held-out relative error."""
+        return max(n.heldout_error for n in self.networks)
+
+    @property
+    def heldout_error_mean(self) -> float:
+        """The mean held-out relative error."""
+        return sum(n.heldout_error for n in self.networks) / len(self.networks)
+
+    @property
+    def sum_error_mean(self) -> float:
+        """The mean relative error of the plain sums."""
+        return sum(n.sum_error for n in self.networks) / len(self.networks)
+
+    @property
+    def passed(self) -> bool:
+        """Undisturbed, and every held-out prediction within :data:`CHECK_TOLERANCE`."""
+        return not self.disturbed and self.heldout_error_max <= CHECK_TOLERANCE
+
+    def calibration(self) -> Calibration:
+        """The calibration fitted on every network of the check."""
+        return Calibration.fit(
+            [n.sum_ms for n in self.networks], [n.measured_ms for n in self.networks]
+        )
+
+    def describe(self) -> str:
+        """One sentence: networks, held-out error, plain-sum error, disturbance."""
+        n = len(self.networks)
+        text = (
+            f"self-check on {n} networks timed end to end: calibrated predictions off by "
+            f"{100 * self.heldout_error_mean:.1f}% on average (at most "
+            f"{100 * self.heldout_error_max:.1f}%) on networks left out of the fit; the plain "
+            f"sum of kernels off by {100 * self.sum_error_mean:.1f}%"
+        )
+        if self.disturbed:
+            text += (
+                f"; other processes used up to {self.others_cores_max:.2f} cores while "
+                "networks were timed, so these figures measure the load, not the table"
+            )
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON mapping stored under the table's ``self_check``."""
+        return {
+            "networks": [
+                {
+                    "name": n.name,
+                    "sum_ms": n.sum_ms,
+                    "measured_ms": n.measured_ms,
+                    "heldout_ms": n.heldout_ms,
+                    "disturbed": n.disturbed,
+                }
+                for n in self.networks
+            ],
+            "others_cores_max": self.others_cores_max,
+        }
+
+
 class LatencyTable:
     """Kernel latencies of one device: ``fingerprint`` and ``entries`` (key -> Measurement).
 
@@ -159,11 +284,13 @@ class LatencyTable:
         entries: Mapping[str, Measurement] | None = None,
         *,
         calibration: Calibration | None = None,
+        self_check: SelfCheck | None = None,
         path: str | os.PathLike | None = None,
     ) -> None:
         self.fingerprint = dict(fingerprint)
         self.entries: dict[str, Measurement] = dict(entries or {})
         self.calibration = calibration
+        self.self_check = self_check
         self.path = Path(path) if path is not None else None
 
     # ------------------------------------------------------------ access
@@ -266,6 +393,8 @@ class LatencyTable:
         }
         if self.calibration is not None:
             out["calibration"] = self.calibration.to_dict()
+        if self.self_check is not None:
+            out["self_check"] = self.self_check.to_dict()
         return out
 
     @classmethod
@@ -281,7 +410,8 @@ class LatencyTable:
             raise LatencyTableError(
                 f"{source}: 'version' {data.get('version')!r} is not supported (expected {VERSION})"
             )
-        extra = set(data) - {"format", "version", "fingerprint", "entries", "calibration"}
+        extra = set(data) - {"format", "version", "fingerprint", "entries", "calibration",
+                             "self_check"}  # fmt: skip
         if extra:
             raise LatencyTableError(f"{source}: unknown field {sorted(extra)[0]!r}")
         fingerprint = data.get("fingerprint")
@@ -299,7 +429,10 @@ class LatencyTable:
         calibration = None
         if "calibration" in data:
             calibration = _parse_calibration(data["calibration"], source)
-        return cls(fingerprint, entries, calibration=calibration)
+        check = None
+        if "self_check" in data:
+            check = _parse_self_check(data["self_check"], source)
+        return cls(fingerprint, entries, calibration=calibration, self_check=check)
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the table as JSON atomically to ``path`` (default: where it came from)."""
@@ -372,8 +505,18 @@ class LatencyTable:
             c = self.calibration
             lines.append(
                 f"calibration: measured ≈ {c.scale:.4f} * sum + {c.offset_ms:.3f} ms "
-                f"(fitted on {c.fitted_on} networks)"
+                f"(fitted on {c.fitted_on} networks; predictions use it)"
             )
+        else:
+            lines.append("calibration: none (predictions are plain sums of kernels)")
+        if self.self_check is not None:
+            lines.append(self.self_check.describe())
+            lines += [
+                f"  {n.name}: sum {n.sum_ms:.2f} ms, measured {n.measured_ms:.2f} ms, held-out "
+                f"prediction {n.heldout_ms:.2f} ms ({100 * n.heldout_error:.1f}%)"
+                + (" [disturbed]" if n.disturbed else "")
+                for n in self.self_check.networks
+            ]
         return "\n".join(lines)
 
 
@@ -410,3 +553,31 @@ def _parse_calibration(value: Any, source: str) -> Calibration:
     if not isinstance(n, int) or isinstance(n, bool) or n < 2:
         raise LatencyTableError(f"{where}.fitted_on: expected an integer >= 2, got {n!r}")
     return Calibration(float(value["scale"]), float(value["offset_ms"]), n)
+
+
+def _parse_self_check(value: Any, source: str) -> SelfCheck:
+    where = f"{source}: self_check"
+    if not isinstance(value, dict) or set(value) != {"networks", "others_cores_max"}:
+        raise LatencyTableError(f"{where}: expected an object with networks, others_cores_max")
+    nets = value["networks"]
+    if not isinstance(nets, list) or len(nets) < 3:
+        raise LatencyTableError(f"{where}.networks: expected a list of at least 3 networks")
+    keys = {"name", "sum_ms", "measured_ms", "heldout_ms", "disturbed"}
+    out = []
+    for i, net in enumerate(nets):
+        if not isinstance(net, dict) or set(net) != keys:
+            raise LatencyTableError(f"{where}.networks[{i}]: expected {', '.join(sorted(keys))}")
+        for key in ("sum_ms", "measured_ms", "heldout_ms"):
+            if not _number(net[key]) or (key == "measured_ms" and net[key] <= 0):
+                raise LatencyTableError(
+                    f"{where}.networks[{i}].{key}: expected a number, got {net[key]!r}"
+                )
+        if not isinstance(net["name"], str) or not isinstance(net["disturbed"], bool):
+            raise LatencyTableError(f"{where}.networks[{i}]: name is text, disturbed true/false")
+        out.append(
+            CheckedNetwork(net["name"], float(net["sum_ms"]), float(net["measured_ms"]),
+                           float(net["heldout_ms"]), net["disturbed"])
+        )  # fmt: skip
+    if not _number(value["others_cores_max"]):
+        raise LatencyTableError(f"{where}.others_cores_max: expected a number")
+    return SelfCheck(tuple(out), float(value["others_cores_max"]))

@@ -1,0 +1,293 @@
+"""The measuring protocol: interleaved rounds, disturbed windows timed again, the CPU meter,
+and the table's self-check against whole networks (fitted, stored, shown, used by default)."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import fake_timer
+
+from fasterseg.config import LatencyConfig, SpaceConfig
+from fasterseg.errors import ConfigError
+from fasterseg.latency import (
+    LatencyTable,
+    Measurement,
+    SelfCheck,
+    build_table,
+    genotype_latency,
+    space_kernels,
+    time_interleaved,
+)
+from fasterseg.latency import build as build_mod
+from fasterseg.latency import measure as measure_mod
+from fasterseg.latency.table import LatencyTableError
+from fasterseg.models.network import Network
+from fasterseg.profile import count_params
+
+TINY = SpaceConfig(layers=4, fch=4, width_choices=(0.5, 1.0))
+H, W = 64, 128
+
+
+class Recorder(torch.nn.Module):
+    """Appends its name to ``log`` on every call."""
+
+    def __init__(self, name, log):
+        super().__init__()
+        self.name, self.log = name, log
+
+    def forward(self, x):
+        self.log.append(self.name)
+        return x
+
+
+class ScriptedMeter:
+    """A CpuMeter whose readings are scripted: ``others()`` pops the next value (0 when the
+    script is exhausted), windows always count as long."""
+
+    def __init__(self, readings):
+        self.readings = list(readings)
+
+    def start(self):
+        pass
+
+    def elapsed(self):
+        return measure_mod.METER_WINDOW_S
+
+    def resolution(self):
+        return 0.0
+
+    def others(self):
+        return self.readings.pop(0) if self.readings else 0.0
+
+
+def _factories(names, log):
+    return {n: (lambda n=n: (Recorder(n, log), torch.zeros(1))) for n in names}
+
+
+def test_rounds_interleave_every_module_before_the_next_round():
+    log, built = [], []
+
+    def factory(name):
+        built.append(name)  # once per round: the module is built, timed, dropped
+        return Recorder(name, log), torch.zeros(1)
+
+    timing = time_interleaved(
+        {n: (lambda n=n: factory(n)) for n in "abc"}, threads=1, min_time=0.0, rounds=3,
+        meter=ScriptedMeter([]),
+    )  # fmt: skip
+    assert len(built) == 9 and all(set(built[3 * k : 3 * k + 3]) == set("abc") for k in range(3))
+    assert set(log) == set("abc")
+    assert timing.rounds == 3 and timing.extra == 0 and not timing.disturbed
+    assert all(m.n == 3 for m in timing.measurements.values())  # one timed call per round
+
+
+def test_a_disturbed_round_is_timed_again_and_not_kept(monkeypatch):
+    """Round 0 is disturbed for everybody and slow; rounds 1-2 are calm: each module keeps the
+    least of its calm rounds, not the slow one (even where it is lower by chance)."""
+    ms = {"a": [0.5, 2.0, 3.0], "b": [9.0, 4.0, 5.0]}
+
+    def scripted(call, clock, budget, min_runs, statistic):
+        name = call()
+        return Measurement(ms[name].pop(0), 0.0, 1)
+
+    monkeypatch.setattr(measure_mod, "_time_calls", scripted)
+    factories = {n: (lambda n=n: (_Name(n), torch.zeros(1))) for n in "ab"}
+    # one window per module per round (each window counts as long): round 0's two are busy
+    timing = time_interleaved(
+        factories, threads=1, min_time=1.0, rounds=3, meter=ScriptedMeter([1.0, 1.0])
+    )
+    got = {k: m.ms for k, m in timing.measurements.items()}
+    assert got == {"a": 2.0, "b": 4.0} and timing.extra == 0 and not timing.disturbed
+    assert timing.others_cores_max == 1.0
+
+
+def test_a_module_with_only_disturbed_rounds_is_retimed_then_flagged(monkeypatch):
+    calls = []
+
+    def scripted(call, clock, budget, min_runs, statistic):
+        calls.append(call())
+        return Measurement(float(len(calls)), 0.0, 1)
+
+    monkeypatch.setattr(measure_mod, "_time_calls", scripted)
+    factories = {"a": lambda: (_Name("a"), torch.zeros(1))}
+    busy = ScriptedMeter([1.0] * 2 + [0.0] + [1.0] * 10)  # rounds 0-1 busy, extra pass calm
+    timing = time_interleaved(factories, threads=1, min_time=1.0, rounds=2, meter=busy)
+    assert calls == ["a"] * 3 and timing.extra == 1
+    assert timing.measurements["a"].ms == 3.0 and not timing.measurements["a"].disturbed
+    calls.clear()
+    always = ScriptedMeter([1.0] * 10)
+    timing = time_interleaved(factories, threads=1, min_time=1.0, rounds=2, meter=always)
+    # two rounds, then up to two more passes: all busy, so the least of all four is kept
+    assert calls == ["a"] * 4 and timing.extra == 2 and timing.disturbed == ["a"]
+    assert timing.measurements["a"].ms == 1.0 and timing.measurements["a"].n == 4
+
+
+class _Name(torch.nn.Module):
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def forward(self, x):
+        return self.name
+
+
+def test_rounds_must_be_positive():
+    with pytest.raises(ConfigError, match="rounds"):
+        time_interleaved({}, threads=1, rounds=0)
+
+
+def test_cpu_meter_reads_other_processes_from_proc_stat(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    tick = 100.0
+
+    def write(user, system, idle, steal):
+        # user nice system idle iowait irq softirq steal guest guest_nice
+        stat.write_text(f"cpu  {user} 0 {system} {idle} 7 0 0 {steal} 0 0\ncpu0 1 2 3\n")
+
+    monkeypatch.setattr(measure_mod.os, "sysconf", lambda name: tick)
+    clock = [10.0, 12.0]  # perf_counter: at start, then ever after
+
+    def perf_counter():
+        return clock.pop(0) if len(clock) > 1 else clock[0]
+
+    monkeypatch.setattr(measure_mod.time, "perf_counter", perf_counter)
+    own = [5.0, 5.5]  # this process used 0.5 s of CPU
+
+    def process_time():
+        return own.pop(0) if len(own) > 1 else own[0]
+
+    monkeypatch.setattr(measure_mod.time, "process_time", process_time)
+    write(1000, 500, 9000, 0)
+    meter = measure_mod.CpuMeter(stat)
+    assert meter.available
+    write(1000 + 120, 500 + 30, 9000 + 200, 50)  # busy +2.0 s (steal counts), 2 s of wall
+    # others = (2.0 - 0.5) / 2 s = 0.75 cores
+    assert meter.others() == pytest.approx(0.75)
+    assert not measure_mod.CpuMeter(tmp_path / "missing").available
+
+
+def test_self_check_is_leave_one_out():
+    sums = [10.0, 20.0, 30.0, 45.0]
+    meas = [13.0, 21.0, 36.0, 50.0]
+    check = SelfCheck.of("abcd", sums, meas, [False] * 4, 0.0)
+    for i, net in enumerate(check.networks):
+        rest = [j for j in range(4) if j != i]
+        a, b = np.polyfit([sums[j] for j in rest], [meas[j] for j in rest], 1)
+        assert net.heldout_ms == pytest.approx(a * sums[i] + b, rel=1e-9)
+        assert net.heldout_error == pytest.approx(abs(a * sums[i] + b - meas[i]) / meas[i])
+    a, b = np.polyfit(sums, meas, 1)
+    assert check.calibration().scale == pytest.approx(a) and check.passed is False
+    assert check.heldout_error_max > 0.10  # 10 -> 13 is off the line of the others
+    with pytest.raises(ValueError, match="at least 3"):
+        SelfCheck.of("ab", sums[:2], meas[:2], [False] * 2, 0.0)
+
+
+def _linear_timer(scale, offset_ms, *, disturbed=False, bend=None):
+    """Kernels take 1 us per parameter; a network takes ``scale`` x that + ``offset_ms``
+    (the network's parameters are its kernels', so its plain sum is exactly 1 us each);
+    ``bend(name)`` adds ms to a network."""
+
+    def measure(module, inputs, **settings):
+        us = 1e-3 * count_params(module)
+        if isinstance(module, Network):
+            extra = bend(module.genotype.name) if bend else 0.0
+            return Measurement(scale * us + offset_ms + extra, 0.0, 1, disturbed=disturbed)
+        return Measurement(us, 0.0, 1)
+
+    return measure
+
+
+def _settings(tmp_path, **kw):
+    return LatencyConfig(table=str(tmp_path / "lut.json"), height=H, width=W, threads=1, **kw)
+
+
+def test_build_fits_and_stores_the_calibration_on_its_check_networks(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(_linear_timer(1.2, 3.0)))
+    table = build_table(_settings(tmp_path, check_networks=4), space=TINY, progress=False)
+    c, check = table.calibration, table.self_check
+    assert c.scale == pytest.approx(1.2) and c.offset_ms == pytest.approx(3.0) and c.fitted_on == 4
+    assert check.passed and check.heldout_error_max < 1e-9
+    assert [n.name for n in check.networks] == [f"check{i}" for i in range(4)]
+    loaded = LatencyTable.load(tmp_path / "lut.json")
+    assert loaded.calibration == c and loaded.self_check == check
+    # the check's networks are of the space, and the default prediction is calibrated
+    geno = build_mod.check_genotypes(TINY, 4)[0]
+    plain = genotype_latency(geno, loaded, height=H, width=W, num_classes=19, calibrated=False)
+    assert genotype_latency(geno, loaded, height=H, width=W, num_classes=19) == pytest.approx(
+        1.2 * plain + 3.0
+    )
+    summary = loaded.summary()
+    assert "self-check on 4 networks" in summary and "predictions use it" in summary
+
+
+def test_a_failing_check_re_measures_the_kernels_it_was_wrong_on(tmp_path, monkeypatch, caplog):
+    kernels = []
+
+    def bent(module, inputs, **settings):
+        if not isinstance(module, Network):
+            kernels.append(1)
+        return _linear_timer(1.0, 1.0, bend=lambda n: 40.0 if n == "check2" else 0.0)(
+            module, inputs
+        )
+
+    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(bent))
+    caplog.set_level(logging.INFO, logger="fasterseg.latency.build")
+    settings = _settings(tmp_path, check_networks=4)
+    table = build_table(settings, space=TINY, specs=[], progress=False)
+    check_kernels = {
+        s.key() for s in build_mod.genotype_kernels(build_mod.check_genotypes(TINY, 4)[2], H, W, 19)
+    }
+    first = len(table)  # the specs are empty: the table holds the check networks' kernels
+    assert len(kernels) == first + len(check_kernels)  # check2's kernels timed a second time
+    assert not table.self_check.passed and not table.self_check.disturbed
+    assert table.calibration is not None  # undisturbed: a (poor) calibration is still kept
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("self-check failed" in w and "rebuild" in w for w in warnings)
+    # a second run measures no kernel and repeats only the check (it did not pass)
+    kernels.clear()
+    build_table(settings, space=TINY, specs=[], progress=False)
+    assert len(kernels) == len(check_kernels)
+
+
+def test_networks_timed_only_under_load_leave_no_calibration(tmp_path, monkeypatch, caplog):
+    timer = fake_timer(_linear_timer(1.1, 2.0, disturbed=True))
+    monkeypatch.setattr(build_mod, "time_interleaved", timer)
+    caplog.set_level(logging.WARNING, logger="fasterseg.latency.build")
+    table = build_table(_settings(tmp_path, check_networks=3), space=TINY, progress=False)
+    assert table.calibration is None and table.self_check.disturbed
+    assert "the table" in table.self_check.describe() and "load" in table.self_check.describe()
+    assert any("self-check failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("n", [1, 2, -1])
+def test_check_networks_is_zero_or_at_least_three(tmp_path, n):
+    with pytest.raises(ConfigError, match="check_networks"):
+        build_table(_settings(tmp_path, check_networks=n), specs=[], progress=False)
+
+
+def test_a_self_check_in_a_table_file_is_validated(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(_linear_timer(1.0, 1.0)))
+    build_table(_settings(tmp_path, check_networks=3), space=TINY, progress=False)
+    path = tmp_path / "lut.json"
+    data = json.loads(path.read_text())
+    data["self_check"]["networks"][1]["measured_ms"] = 0
+    path.write_text(json.dumps(data))
+    with pytest.raises(LatencyTableError, match=r"self_check.networks\[1\].measured_ms"):
+        LatencyTable.load(path)
+    del data["self_check"]["networks"][1:]
+    path.write_text(json.dumps(data))
+    with pytest.raises(LatencyTableError, match="at least 3 networks"):
+        LatencyTable.load(path)
+
+
+def test_real_kernels_and_networks_build_a_checked_table(tmp_path):
+    specs = space_kernels(TINY, H, W)[:4]
+    table = build_table(
+        _settings(tmp_path, check_networks=3, min_time=0.003), space=TINY, specs=specs,
+        progress=False,
+    )  # fmt: skip
+    assert len(table.self_check.networks) == 3
+    assert all(n.measured_ms > 0 and n.sum_ms > 0 for n in table.self_check.networks)
+    assert (table.calibration is None) == table.self_check.disturbed
