@@ -148,9 +148,13 @@ def one_size(args: argparse.Namespace, H: int, W: int) -> dict:
             "kernels_used": len(specs),
             "entries": len(table),
             "build_seconds": round(build_s, 1),
-            "settings": {"threads": table.fingerprint["threads"], "rounds": settings.rounds,
-                         "statistic": settings.statistic, "min_time": settings.min_time,
-                         "check_networks": settings.check_networks},  # fmt: skip
+            "settings": {
+                "threads": table.fingerprint["threads"],
+                "rounds": settings.rounds,
+                "statistic": settings.statistic,
+                "min_time": settings.min_time,
+                "check_networks": settings.check_networks,
+            },
             "calibration": None if c is None else c.to_dict(),
             "self_check": None
             if check is None
@@ -169,8 +173,10 @@ def one_size(args: argparse.Namespace, H: int, W: int) -> dict:
         "networks_seconds": round(networks_s, 1),
         "measured_ms_range": [round(float(meas.min()), 1), round(float(meas.max()), 1)],
         "measured_disturbed": sum(r["measured_disturbed"] for r in rows),
-        "split": {"train": [rows[i]["name"] for i in train],
-                  "test": [rows[i]["name"] for i in test]},  # fmt: skip
+        "split": {
+            "train": [rows[i]["name"] for i in train],
+            "test": [rows[i]["name"] for i in test],
+        },
         "all": {
             "lut_sum": scores(summed, meas),
             "lut_calibrated": None if calibrated is None else scores(calibrated, meas),
