@@ -1,6 +1,7 @@
 """The measuring protocol: interleaved rounds, disturbed windows timed again, the CPU meter,
 and the table's self-check against whole networks (fitted, stored, shown, used by default)."""
 
+import ctypes
 import json
 import logging
 
@@ -291,3 +292,56 @@ def test_real_kernels_and_networks_build_a_checked_table(tmp_path):
     assert len(table.self_check.networks) == 3
     assert all(n.measured_ms > 0 and n.sum_ms > 0 for n in table.self_check.networks)
     assert (table.calibration is None) == table.self_check.disturbed
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                     "uordblks", "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def _mallinfo():
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    return libc.mallinfo2()
+
+
+def _mmapped_bytes():
+    """Bytes this process holds in mmap-ed malloc blocks (glibc's mallinfo2().hblkhd)."""
+    return _mallinfo().hblkhd
+
+
+@pytest.mark.skipif(
+    measure_mod.memory_mode() == "default" or not hasattr(ctypes.CDLL(None), "mallinfo2"),
+    reason="kept memory needs glibc (2.33+ for mallinfo2)",
+)
+def test_kept_memory_maps_no_fresh_blocks_and_restores_glibc_defaults():
+    # glibc mmaps any block above its mmap threshold, at most 32 MiB on 64-bit (mallopt(3)),
+    # so a 64 MiB tensor is mmap-ed by default and must come from the heap while kept.
+    nbytes = 64 << 20
+    before = _mmapped_bytes()
+    with measure_mod.kept_memory() as kept:
+        assert kept
+        with measure_mod.kept_memory():  # nested: the outer context still keeps memory
+            pass
+        t = torch.empty(nbytes // 4)
+        inside = _mmapped_bytes() - before
+        del t
+        # freed, not trimmed: the heap still holds the block for the next call
+        free_kept = _mallinfo().fordblks
+    t = torch.empty(nbytes // 4)
+    after = _mmapped_bytes() - before
+    del t
+    assert inside < nbytes
+    assert free_kept >= nbytes
+    assert after >= nbytes
+
+
+def test_tables_record_how_memory_was_treated():
+    from fasterseg.latency.table import COMPARED_FIELDS, device_fingerprint
+
+    fp = device_fingerprint("torch", "cpu", 1, 64, 64)
+    assert fp["memory"] == measure_mod.memory_mode()
+    assert "memory" not in COMPARED_FIELDS  # tables built before it still load

@@ -5,7 +5,7 @@ File format::
     {"format": "fasterseg-latency-table", "version": 1,
      "fingerprint": {"cpu": ..., "cores": ..., "threads": ..., "torch": ..., "backend": ...,
                      "backend_version": ..., "device": ..., "dtype": ..., "height": ...,
-                     "width": ..., "statistic": "median", ...},
+                     "width": ..., "statistic": "median", "memory": ..., ...},
      "entries": {"<OpSpec.key()>": {"ms": float, "std": float, "n": int}, ...},
      "calibration": {"scale": float, "offset_ms": float, "fitted_on": int},  (optional)
      "self_check": {"networks": [{"name", "sum_ms", "measured_ms", "heldout_ms",
@@ -45,6 +45,7 @@ from .measure import (
     check_backend,
     check_statistic,
     import_onnxruntime,
+    memory_mode,
     resolve_threads,
 )
 from .spec import OpSpec
@@ -110,6 +111,7 @@ def device_fingerprint(
         "width": int(width),
         "statistic": check_statistic(statistic),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+        "memory": memory_mode(),
         "platform": platform.platform(),
     }
 
