@@ -37,6 +37,7 @@ _API = {
     "genotype_latency": "fasterseg.latency",
     "generate_dataset": "fasterseg.data.synth",
     "run_pipeline": "fasterseg.pipeline",
+    "run_study": "fasterseg.study",
 }
 
 __all__ = ["__version__", *_API]

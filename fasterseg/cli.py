@@ -332,6 +332,19 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from .config import load_pipeline_config
+    from .study import run_study
+
+    pcfg = load_pipeline_config(args.config, args.overrides, default="study_demo.yaml")
+    result = run_study(pcfg, args.out, data_root=args.data, say=print)
+    print()
+    for line in result["conclusions"]:
+        print(f"  {line}")
+    print(f"study: {args.out / 'study.md'}")
+    return 0
+
+
 def _cmd_draw(args: argparse.Namespace) -> int:
     from .models import load_genotype
     from .report import draw_genotype
@@ -781,6 +794,41 @@ def _add_pipeline(sub: _Commands) -> None:
     pipeline.set_defaults(func=_cmd_pipeline)
 
 
+def _add_study(sub: _Commands) -> None:
+    study = sub.add_parser(
+        "study",
+        formatter_class=_FMT,
+        help="searched student vs random architectures of its latency, over seeds; distillation",
+        description=textwrap.dedent(
+            """\
+            Does the search buy anything, and does distillation? Runs the pipeline's stages up
+            to the trained teacher in OUT (skipping finished ones), draws random
+            architectures of the search space whose predicted latency lies in the student's
+            search window (or within study.latency_tolerance of the searched student's),
+            trains them, the searched student and the published one with the pipeline's
+            training recipe once per seed, distills the searched student from the teacher
+            with every seed, and writes OUT/study.md, study.json and plots/study_*.png:
+            means with t-intervals, the searched student's rank and one-sided tests against
+            the random ones, the paired distillation effect. Every (model, seed) run resumes:
+            the same command continues a killed study. Without --config it runs the
+            built-in demo study (K = 8, 3 seeds).
+
+            examples:
+              fasterseg study --out runs/demo
+              fasterseg study --config my_study.yaml --out runs/study study.seeds=[0,1,2,3,4]
+            """
+        ),
+    )
+    study.add_argument("--config", type=Path, help="pipeline YAML with a study section "
+                       "(default: the built-in demo study)")  # fmt: skip
+    study.add_argument("--out", type=Path, default=Path("runs/demo"), help="the pipeline folder")
+    study.add_argument("--data", type=Path, help="a real dataset root (no synthetic data)")
+    study.add_argument(
+        "overrides", nargs="*", metavar="a.b.c=value", help="overrides, e.g. study.random_archs=4"
+    )
+    study.set_defaults(func=_cmd_study)
+
+
 def _add_draw(sub: _Commands) -> None:
     draw = sub.add_parser(
         "draw",
@@ -835,7 +883,7 @@ def _add_export(sub: _Commands) -> None:
 #: The subcommands in the order ``fasterseg --help`` lists them.
 _COMMANDS = (
     _add_data, _add_score, _add_profile, _add_train, _add_distill, _add_evaluate, _add_search,
-    _add_lut, _add_pipeline, _add_draw, _add_export, _add_convert,
+    _add_lut, _add_pipeline, _add_study, _add_draw, _add_export, _add_convert,
 )  # fmt: skip
 
 

@@ -406,18 +406,66 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class StudyConfig:
+    """``fasterseg study``: what the searched student is compared with, and how often.
+
+    ``random_archs`` architectures are drawn from the search space (seeded by
+    ``sample_seed``) and kept only when their predicted latency on the search's table lies
+    in the student's search window, or, with ``latency_tolerance`` > 0, within that fraction
+    of the searched student's predicted latency; ``max_draws`` bounds the draws. The searched
+    student, the published one (``published``) and the random ones are each trained once per
+    seed in ``seeds`` with the pipeline's training recipe; with ``distill`` the searched
+    student is also distilled from the pipeline's teacher with every seed (the ablation).
+    ``confidence`` is the level of every interval and ``alpha`` the tests' significance level.
+    """
+
+    random_archs: int = 8
+    seeds: tuple[int, ...] = (0, 1, 2)
+    sample_seed: int = 0
+    latency_tolerance: float = 0.0
+    max_draws: int = 10000
+    published: bool = True
+    distill: bool = True
+    confidence: float = 0.95
+    alpha: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.random_archs < 1:
+            raise ConfigError(f"study.random_archs must be at least 1, got {self.random_archs}")
+        if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(
+                f"study.seeds must be at least two different seeds (intervals need a spread), "
+                f"got {list(self.seeds)}"
+            )
+        if not 0 <= self.latency_tolerance < 1:
+            raise ConfigError(
+                f"study.latency_tolerance must be in [0, 1) (0: the search window), "
+                f"got {self.latency_tolerance}"
+            )
+        if self.max_draws < self.random_archs:
+            raise ConfigError(
+                f"study.max_draws ({self.max_draws}) must be at least study.random_archs "
+                f"({self.random_archs})"
+            )
+        for key in ("confidence", "alpha"):
+            if not 0 < getattr(self, key) < 1:
+                raise ConfigError(f"study.{key} must be in (0, 1), got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """One end-to-end run: data -> latency table -> search -> train teacher -> distill student
-    -> train student alone -> evaluate -> report. ``search`` and ``train`` are complete
-    configs (their ``data.root`` is replaced by ``data_root``); in YAML each may name a stage
-    recipe (``recipe: FILE``, relative to the pipeline file) whose values the rest of the
-    section overrides."""
+    -> train student alone -> evaluate -> report; ``study`` is read only by ``fasterseg
+    study``. ``search`` and ``train`` are complete configs (their ``data.root`` is replaced
+    by ``data_root``); in YAML each may name a stage recipe (``recipe: FILE``, relative to
+    the pipeline file) whose values the rest of the section overrides."""
 
     data_root: str = "runs/data/synthetic"
     synthetic: SynthConfig = field(default_factory=SynthConfig)
     search: Config = field(default_factory=Config)
     train: Config = field(default_factory=Config)
     report: ReportConfig = field(default_factory=ReportConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
 
 _PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
@@ -647,27 +695,50 @@ def load_config(
 
 
 def load_pipeline_config(
-    path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()
+    path: str | os.PathLike | None = None,
+    overrides: typing.Sequence[str] = (),
+    *,
+    default: str = "pipeline_demo.yaml",
 ) -> PipelineConfig:
-    """Load a pipeline config (the built-in demo when ``path`` is None) with overrides such
-    as ``search.search.epochs=2`` or ``train.train.epochs=3`` (the stage, then the section of
-    its config). Its ``search`` and ``train`` sections may name stage recipes
-    (``recipe: FILE``, relative to the pipeline file)."""
+    """Load a pipeline config (without ``path``, the built-in recipe ``default`` of
+    ``fasterseg/recipes``, the demo pipeline) with overrides such as
+    ``search.search.epochs=2`` or ``train.train.epochs=3`` (the stage, then the section of its
+    config). The file may start from another pipeline file (``recipe: FILE``, relative to
+    it) and its ``search`` and ``train`` sections may name stage recipes (``recipe: FILE``,
+    relative to the file that names them)."""
     if path is None:
         from importlib import resources
 
-        ref = resources.files("fasterseg") / "recipes" / "pipeline_demo.yaml"
-        with resources.as_file(ref) as demo:
-            data = _stage_recipes(read_yaml(demo), Path(demo).parent, str(demo))
-        source = "built-in demo pipeline (fasterseg/recipes/pipeline_demo.yaml)"
+        ref = resources.files("fasterseg") / "recipes" / default
+        with resources.as_file(ref) as builtin:
+            data = _pipeline_data(Path(builtin), str(builtin))
+        source = f"built-in recipe fasterseg/recipes/{default}"
     else:
-        data = _stage_recipes(read_yaml(path), Path(path).parent, str(path))
+        data = _pipeline_data(Path(path), str(path))
         source = str(path)
     for ov in overrides:
         _set_path(data, ov, source)
     if overrides:
         source += " (with overrides)"
     return _build(PipelineConfig, data, source, "")
+
+
+def _pipeline_data(path: Path, source: str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A pipeline file's mapping with its ``recipe:`` (another pipeline file) and its stage
+    recipes resolved, each relative to the file that names it."""
+    data = _stage_recipes(read_yaml(path), path.parent, source)
+    if "recipe" not in data:
+        return data
+    rest = dict(data)
+    ref = rest.pop("recipe")
+    if not isinstance(ref, str) or not ref:
+        raise ConfigError(f"{source}: 'recipe' must be a file path, got {ref!r}")
+    parent = (path.parent / ref).resolve()
+    if parent in _seen or parent == path.resolve():
+        raise ConfigError(f"{source}: 'recipe' {ref} includes itself")
+    if not parent.exists():
+        raise ConfigError(f"{source}: 'recipe' {ref}: no such file ({parent})")
+    return _merged(_pipeline_data(parent, str(parent), (*_seen, path.resolve())), rest)
 
 
 def _stage_recipes(data: dict[str, Any], base: Path, source: str) -> dict[str, Any]:

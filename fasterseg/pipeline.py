@@ -12,8 +12,8 @@ import datetime as _dt
 import logging
 import os
 import platform
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,28 @@ def _ensure_data(pcfg: PipelineConfig, root: Path, say: Callable[[str], None]) -
     say(f"wrote {summary['images']} synthetic street scenes to {root}")
 
 
+@dataclass(frozen=True)
+class Searched:
+    """What the stages up to the trained teacher leave in a pipeline folder: the resolved
+    search and training configs, the latency table, the search history and architectures,
+    and the teacher's checkpoint (a study starts from here)."""
+
+    out: Path
+    root: Path
+    table_path: Path
+    table: Any
+    search_cfg: Config
+    train_cfg: Config
+    history: dict[str, Any]
+    teacher_arch: Genotype
+    student_arch: Genotype
+
+    @property
+    def teacher_checkpoint(self) -> Path:
+        """The trained teacher's best checkpoint (the distillation teacher)."""
+        return self.out / "teacher" / "best.pt"
+
+
 def run_pipeline(
     pcfg: PipelineConfig,
     out_dir: str | os.PathLike,
@@ -84,8 +106,50 @@ def run_pipeline(
     ``data_root`` replaces ``pcfg.data_root`` and turns off synthetic data generation.
     ``say`` receives one line per stage event.
     """
-    from .engine.search import search, search_table
     from .engine.train import teacher_from_checkpoint, train
+
+    done = search_and_teacher(pcfg, out_dir, data_root=data_root, say=say, progress=progress)
+    out, train_cfg = done.out, done.train_cfg
+    epochs = train_cfg.train.epochs
+    runs = {"teacher": (done.teacher_arch, _read_json(out / "teacher" / "metrics.json"))}
+    for i, key in enumerate(("student_distilled", "student_trained"), start=4):
+        _stage(say, i, f"{done.student_arch.name}, {epochs} epochs")
+        run_dir = out / key
+        if _complete_training(run_dir, epochs):
+            say(f"{key} is complete; skipped")
+        else:
+            teacher = None
+            if key == "student_distilled":
+                teacher = teacher_from_checkpoint(done.teacher_checkpoint, train_cfg)
+            train(train_cfg, done.student_arch, run_dir, teacher=teacher, progress=progress)
+        runs[key] = (done.student_arch, _read_json(run_dir / "metrics.json"))
+
+    _stage(say, 6, f"{pcfg.report.height}x{pcfg.report.width} on this CPU")
+    measured = _measure_all(pcfg, out, runs, done.table_path, done.search_cfg, say)
+    latency = measured["models"]
+
+    _stage(say, 7)
+    return _build_report(
+        pcfg, out, runs, latency, done.history, done.root, done.search_cfg, measured["table"]
+    )
+
+
+def _stage(say: Callable[[str], None], i: int, text: str = "") -> None:
+    say(f"[{i + 1}/{len(STAGES)}] {STAGES[i]}{': ' + text if text else ''}")
+
+
+def search_and_teacher(
+    pcfg: PipelineConfig,
+    out_dir: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    say: Callable[[str], None] = log.info,
+    progress: bool | None = None,
+) -> Searched:
+    """Run (or resume) the pipeline's stages up to the trained teacher: data, latency table,
+    search, teacher. Finished stages are skipped, as in :func:`run_pipeline`."""
+    from .engine.search import search, search_table
+    from .engine.train import train
     from .models import load_genotype
 
     if os.environ.get("WORLD_SIZE", "1") != "1":
@@ -108,18 +172,15 @@ def run_pipeline(
     train_cfg = replace(train_cfg, space=search_cfg.space)
     save_config(pcfg, out / "config.yaml")
 
-    def stage(i: int, text: str = "") -> None:
-        say(f"[{i + 1}/{len(STAGES)}] {STAGES[i]}{': ' + text if text else ''}")
-
-    stage(0)
+    _stage(say, 0)
     _ensure_data(pcfg, root, say)
 
-    stage(1, f"{search_cfg.latency.height}x{search_cfg.latency.width}, {table_path}")
+    _stage(say, 1, f"{search_cfg.latency.height}x{search_cfg.latency.width}, {table_path}")
     table = search_table(search_cfg, progress=progress is not False)
 
     s = search_cfg.search
     total = s.pretrain_epochs + s.epochs
-    stage(2, f"{s.pretrain_epochs} pretraining + {s.epochs} search epochs")
+    _stage(say, 2, f"{s.pretrain_epochs} pretraining + {s.epochs} search epochs")
     search_dir = out / "search"
     history = _read_json(search_dir / "history.json")
     if history is not None and len(history["epochs"]) >= total:
@@ -130,30 +191,14 @@ def run_pipeline(
     student_arch = load_genotype(search_dir / "arch_student.json")
 
     epochs = train_cfg.train.epochs
-    runs = {}
-    for i, (key, arch) in enumerate(
-        (("teacher", teacher_arch), ("student_distilled", student_arch),
-         ("student_trained", student_arch)),
-        start=3,
-    ):  # fmt: skip
-        stage(i, f"{arch.name}, {epochs} epochs")
-        run_dir = out / key
-        if _complete_training(run_dir, epochs):
-            say(f"{key} is complete; skipped")
-        else:
-            teacher = None
-            if key == "student_distilled":
-                teacher = teacher_from_checkpoint(out / "teacher" / "best.pt", train_cfg)
-            train(train_cfg, arch, run_dir, teacher=teacher, progress=progress)
-        runs[key] = (arch, _read_json(run_dir / "metrics.json"))
-
-    stage(6, f"{pcfg.report.height}x{pcfg.report.width} on this CPU")
-    measured = _measure_all(pcfg, out, runs, table_path, search_cfg, say)
-    latency = measured["models"]
-
-    stage(7)
-    report = _build_report(pcfg, out, runs, latency, history, root, search_cfg, measured["table"])
-    return report
+    _stage(say, 3, f"{teacher_arch.name}, {epochs} epochs")
+    if _complete_training(out / "teacher", epochs):
+        say("teacher is complete; skipped")
+    else:
+        train(train_cfg, teacher_arch, out / "teacher", progress=progress)
+    return Searched(
+        out, root, table_path, table, search_cfg, train_cfg, history, teacher_arch, student_arch
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -173,10 +218,9 @@ def _measure_all(
     """Params, MACs, predicted and measured latency of every model, and what the table says
     of its own predictions; cached in latency.json. The models are timed together in the
     interleaved rounds of a table's kernels (``time_interleaved``)."""
-    from .latency import build_table, genotype_kernels, genotype_latency, prediction_kind
-    from .latency.measure import ROUNDS, network_input, time_interleaved
-    from .models import create_model, load_genotype
-    from .profile import profile_genotype
+    from .latency import build_table, genotype_kernels, prediction_kind
+    from .latency.measure import ROUNDS
+    from .models import load_genotype
 
     rep = pcfg.report
     h, w = rep.height, rep.width
@@ -194,7 +238,6 @@ def _measure_all(
     lat = search_cfg.latency
     settings = replace(lat, table=str(lut), height=h, width=w, threads=rep.threads or lat.threads)
     table = build_table(settings, space=search_cfg.space, specs=specs, progress=False)
-    threads = table.fingerprint.get("threads")
     stat = table.fingerprint.get("statistic", "min")
     cache["table"] = {
         "path": str(lut),
@@ -202,11 +245,44 @@ def _measure_all(
         "self_check": None if table.self_check is None else table.self_check.describe(),
         "measured": f"{_stat_words(stat)} of the least disturbed of {ROUNDS} interleaved rounds",
     }
+    todo = {k: g for k, g in genotypes.items() if k not in cache["models"]}
+    peer = None
+    if rep.peer and "lraspp_mobilenet_v3_large" not in cache["models"]:
+        peer = {"lraspp_mobilenet_v3_large": _peer(h, w, classes)}
+    entries = genotype_speeds(
+        todo, table, h, w, classes, measure=rep.measure, min_time=rep.min_time, extra=peer
+    )
+    for key, entry in entries.items():
+        cache["models"][key] = entry
+        say(f"{key}: {entry['latency_ms_measured'] or entry['latency_ms_predicted'] or 0:.2f} ms")
+    atomic_write_json(cache_path, cache)
+    return cache
+
+
+def genotype_speeds(
+    genotypes: Mapping[str, Genotype],
+    table: Any,
+    h: int,
+    w: int,
+    classes: int,
+    *,
+    measure: bool = True,
+    min_time: float = 1.0,
+    extra: Mapping[str, tuple[dict[str, Any], Callable[[], Any]]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Params, MACs, predicted latency (calibrated and plain sum, from ``table``, which must
+    hold their kernels at ``h`` x ``w``) and, with ``measure``, measured latency of each
+    genotype: all timed together in the interleaved rounds of a table's kernels, with the
+    table's threads and statistic; equal genotypes are timed once. ``extra`` adds modules
+    to time beside them (key -> (entry, factory of (module, input)))."""
+    from .latency import genotype_latency
+    from .latency.measure import ROUNDS, network_input, time_interleaved
+    from .models import create_model
+    from .profile import profile_genotype
+
     timed: dict[str, Any] = {}
     twins: dict[str, str] = {}
     for key, geno in genotypes.items():
-        if key in cache["models"]:
-            continue
         twin = next((k for k, g in genotypes.items() if k in timed and g == geno), None)
         if twin is not None:  # the same architecture (distilled / trained student): time once
             twins[key] = twin
@@ -220,23 +296,20 @@ def _measure_all(
         )
         entry["latency_ms_measured"] = None
         timed[key] = (entry, lambda g=geno: (create_model(g, classes).eval(), network_input(h, w)))
-    if rep.peer and "lraspp_mobilenet_v3_large" not in cache["models"]:
-        timed["lraspp_mobilenet_v3_large"] = _peer(h, w, classes)
-    if rep.measure and timed:
+    timed.update(extra or {})
+    if measure and timed:
         timing = time_interleaved(
-            {k: factory for k, (_, factory) in timed.items()}, threads=threads,
-            min_time=rep.min_time, rounds=ROUNDS, statistic=stat,
+            {k: factory for k, (_, factory) in timed.items()},
+            threads=table.fingerprint.get("threads"), min_time=min_time, rounds=ROUNDS,
+            statistic=table.fingerprint.get("statistic", "min"),
         )  # fmt: skip
         for key, m in timing.measurements.items():
             timed[key][0]["latency_ms_measured"] = m.ms
             timed[key][0]["latency_measured_disturbed"] = m.disturbed
-    for key, (entry, _) in timed.items():
-        cache["models"][key] = entry
-        say(f"{key}: {entry['latency_ms_measured'] or entry['latency_ms_predicted'] or 0:.2f} ms")
+    out = {key: entry for key, (entry, _) in timed.items()}
     for key, twin in twins.items():
-        cache["models"][key] = cache["models"][twin]
-    atomic_write_json(cache_path, cache)
-    return cache
+        out[key] = out[twin]
+    return out
 
 
 def _peer(h: int, w: int, classes: int) -> tuple[dict[str, Any], Callable[[], Any]]:
@@ -342,6 +415,12 @@ def _build_report(
             "window_reached": history.get("window_reached"),
         }
     table = get_label_table(search_cfg.data.dataset)
+    study = _read_json(out / "study.json")
+    sections = []
+    if study is not None:
+        from .study.report import render_section
+
+        sections.append("\n".join(["", *render_section(study, level=2)]).rstrip())
     report = {
         "title": "fasterseg pipeline report",
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -356,6 +435,10 @@ def _build_report(
         "references": references,
         "search": search_info,
         "latency_table": table_info,
+        "study": None if study is None else {
+            k: study.get(k) for k in ("search", "distillation", "spread", "conclusions")
+        },
+        "sections": sections,
         "plots": {
             "latency_vs_miou": "plots/latency_vs_miou.png",
             "search": "plots/search.png",

@@ -911,6 +911,8 @@ def render_report_markdown(report: Mapping[str, Any]) -> str:
             label = _PLOT_TITLES.get(key, key)
             lines += [f"### {label}", "", f"![{label}]({rel})", ""]
         lines.pop()
+    for section in report.get("sections") or []:
+        lines += [section]
     notes: Sequence[str] = report.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""]
@@ -927,7 +929,8 @@ def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple
     latency_ms_measured, fps}}, ``references`` {name: {params, macs, latency_ms_predicted,
     latency_ms_measured, fps}}, ``search`` ({epochs, seconds, select, selected_epoch,
     scored_on, lambda_final, window_ms, window_reached} or None), ``plots`` {key: path
-    relative to out_dir} and ``notes`` [str]. mIoU, pixel accuracy and IoU are fractions;
+    relative to out_dir}, ``sections`` [markdown text added after the plots, e.g. a study's]
+    and ``notes`` [str]. mIoU, pixel accuracy and IoU are fractions;
     None means not available (written "-" in the tables; NaN is written to the JSON as
     null). Returns ``(json_path, md_path)``.
     """

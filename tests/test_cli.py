@@ -32,8 +32,8 @@ def _subparsers(parser: argparse.ArgumentParser, path=()):
 def test_every_command_help_names_all_its_options(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # help lines wide enough that no help text is split
     commands = list(_subparsers(build_parser()))
-    # data synth, lut build/show/import, convert arch/weights and the nine others
-    assert len(commands) == 15
+    # data synth, lut build/show/import, convert arch/weights and the ten others
+    assert len(commands) == 16
     for words, sub in commands:
         with pytest.raises(SystemExit) as exit_:
             main([*words, "--help"])

@@ -327,6 +327,7 @@ def test_every_shipped_recipe_is_loaded_by_a_test():
     tested = {
         *test_shipped_recipes_load.pytestmark[0].args[1],
         "fasterseg/recipes/pipeline_demo.yaml",  # loaded just below
+        "fasterseg/recipes/study_demo.yaml",  # tests/test_study.py
     }
     assert shipped == tested
 

@@ -16,7 +16,7 @@ LAYERS = [
     {"space", "decode", "models"},
     {"latency", "profile"},
     {"engine", "export", "reference"},
-    {"pipeline", "report", "cli", "__main__", "__init__"},
+    {"pipeline", "report", "study", "cli", "__main__", "__init__"},
 ]
 
 

@@ -1,6 +1,7 @@
 """Retraining, distillation, evaluation and checkpoints on tiny synthetic data (CPU)."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,38 @@ def test_unsafe_checkpoint_refused(tmp_path):
     raw.write_bytes(pickle.dumps({"x": Boom()}))
     with pytest.raises(CheckpointError, match="corrupt or unreadable checkpoint"):
         load_checkpoint(raw)
+
+
+def _kl_to_teacher(model, teacher, data):
+    """Mean per-pixel KL(teacher || student) over the validation images (eval mode)."""
+    val = build_dataset("cityscapes", data, "val", eval_transforms())
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(len(val)):
+            x = val[i][0].unsqueeze(0)
+            p = torch.log_softmax(model(x), dim=1)
+            q = torch.log_softmax(teacher(x), dim=1)
+            total += float((q.exp() * (q - p)).sum(dim=1).mean())
+    return total / len(val)
+
+
+def test_the_distillation_term_pulls_the_student_towards_the_teacher(data, tmp_path):
+    t_cfg = _cfg(data, epochs=2, iters_per_epoch=6)
+    t_cfg = replace(t_cfg, runtime=replace(t_cfg.runtime, seed=5))  # not the student's init
+    train(t_cfg, TINY, tmp_path / "teacher", progress=False)
+    cfg = _cfg(data, epochs=1, iters_per_epoch=6)
+    cfg = replace(cfg, distill=replace(cfg.distill, weight=5.0))
+    teacher = teacher_from_checkpoint(tmp_path / "teacher" / "last.pt", cfg)
+    seed_everything(cfg.runtime.seed)
+    start = Network(TINY, 19, aux=True)
+    kaiming_init(start)  # what both students start from: the same seed, the same weights
+    kl_start = _kl_to_teacher(start, teacher, data)
+    train(cfg, TINY, tmp_path / "alone", progress=False)
+    train(cfg, TINY, tmp_path / "distilled", teacher=teacher, progress=False)
+    kl_alone = _kl_to_teacher(load_trained_model(tmp_path / "alone" / "last.pt"), teacher, data)
+    kl_dist = _kl_to_teacher(load_trained_model(tmp_path / "distilled" / "last.pt"), teacher, data)
+    print(f"KL to the teacher: start {kl_start:.4f}, alone {kl_alone:.4f}, distilled {kl_dist:.4f}")
+    # both fall (both learn the task); with the term on the KL ends at least 15% lower
+    # (measured: 0.76 against 1.15 from 2.75; with distill.weight 0 the two runs are identical)
+    assert kl_alone < kl_start and kl_dist < 0.85 * kl_alone, (kl_start, kl_alone, kl_dist)
