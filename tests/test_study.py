@@ -185,3 +185,13 @@ def test_the_demo_study_recipe_loads():
     assert cfg.search == load_pipeline_config().search  # the demo pipeline's own search
     with pytest.raises(ConfigError, match=r"study\.seeds must be at least two"):
         load_pipeline_config(None, ["study.seeds=[1]"], default="study_demo.yaml")
+
+
+def test_the_pipeline_report_carries_the_study(study):
+    cfg, out, result = study
+    assert main(["pipeline", "--config", str(cfg), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["study"]["conclusions"] == result["conclusions"]
+    md = (out / "report.md").read_text()
+    assert "## Searched student against random architectures" in md
+    assert all(line in md for line in result["conclusions"])
