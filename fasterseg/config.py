@@ -653,6 +653,23 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _named_recipe(
+    data: dict[str, Any], base: Path, source: str, where: str, seen: tuple[Path, ...]
+) -> tuple[dict[str, Any], Path]:
+    """``data`` without its ``recipe`` key, and the existing file that key names (relative
+    to ``base``); ConfigError for a bad value, a missing file or a file including itself."""
+    rest = dict(data)
+    ref = rest.pop("recipe")
+    if not isinstance(ref, str) or not ref:
+        raise ConfigError(f"{source}: '{where}recipe' must be a file path, got {ref!r}")
+    path = (base / ref).resolve()
+    if path in seen:
+        raise ConfigError(f"{source}: '{where}recipe' {ref} includes itself")
+    if not path.exists():
+        raise ConfigError(f"{source}: '{where}recipe' {ref}: no such file ({path})")
+    return rest, path
+
+
 def with_recipe(
     data: dict[str, Any], base: Path, source: str, where: str = "", _seen: tuple[Path, ...] = ()
 ) -> dict[str, Any]:
@@ -661,15 +678,7 @@ def with_recipe(
     of ``data`` merged on top, so a file states only what differs from the recipe."""
     if "recipe" not in data:
         return data
-    rest = dict(data)
-    ref = rest.pop("recipe")
-    if not isinstance(ref, str) or not ref:
-        raise ConfigError(f"{source}: '{where}recipe' must be a file path, got {ref!r}")
-    path = (base / ref).resolve()
-    if path in _seen:
-        raise ConfigError(f"{source}: '{where}recipe' {ref} includes itself")
-    if not path.exists():
-        raise ConfigError(f"{source}: '{where}recipe' {ref}: no such file ({path})")
+    rest, path = _named_recipe(data, base, source, where, _seen)
     parent = with_recipe(read_yaml(path), path.parent, str(path), "", (*_seen, path))
     return _merged(parent, rest)
 
@@ -729,16 +738,9 @@ def _pipeline_data(path: Path, source: str, _seen: tuple[Path, ...] = ()) -> dic
     data = _stage_recipes(read_yaml(path), path.parent, source)
     if "recipe" not in data:
         return data
-    rest = dict(data)
-    ref = rest.pop("recipe")
-    if not isinstance(ref, str) or not ref:
-        raise ConfigError(f"{source}: 'recipe' must be a file path, got {ref!r}")
-    parent = (path.parent / ref).resolve()
-    if parent in _seen or parent == path.resolve():
-        raise ConfigError(f"{source}: 'recipe' {ref} includes itself")
-    if not parent.exists():
-        raise ConfigError(f"{source}: 'recipe' {ref}: no such file ({parent})")
-    return _merged(_pipeline_data(parent, str(parent), (*_seen, path.resolve())), rest)
+    seen = (*_seen, path.resolve())
+    rest, parent = _named_recipe(data, path.parent, source, "", seen)
+    return _merged(_pipeline_data(parent, str(parent), seen), rest)
 
 
 def _stage_recipes(data: dict[str, Any], base: Path, source: str) -> dict[str, Any]:

@@ -432,3 +432,21 @@ def test_recipe_readme_tables_name_real_keys_and_every_stage_key(readme, section
     assert documented - real == set()  # no stale key
     stage = {k for k in real if k.split(".")[0] in sections}
     assert stage - documented == set()  # every knob of the stage is documented
+
+
+def test_a_pipeline_file_may_start_from_another_in_another_folder(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    write(base, "search:\n  crop: [64, 64]\n", "search.yaml")
+    write(base, "search:\n  recipe: search.yaml\n  data: {batch_size: 3}\n", "pipe.yaml")
+    child = write(tmp_path, "recipe: base/pipe.yaml\nstudy: {random_archs: 4}\n", "study.yaml")
+    cfg = load_pipeline_config(child)
+    # the stage recipe is found beside the file that names it, not beside the child
+    assert cfg.search.search.crop == (64, 64) and cfg.search.data.batch_size == 3
+    assert cfg.study.random_archs == 4
+    write(tmp_path, "recipe: nowhere.yaml\n", "bad.yaml")
+    with raises_config(r"'recipe' nowhere.yaml: no such file"):
+        load_pipeline_config(tmp_path / "bad.yaml")
+    write(tmp_path, "recipe: loop.yaml\n", "loop.yaml")
+    with raises_config("includes itself"):
+        load_pipeline_config(tmp_path / "loop.yaml")

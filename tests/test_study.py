@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 from scipy import stats
+from test_pipeline import TINY as PIPELINE_TINY
 
 from fasterseg.cli import main
 from fasterseg.config import SpaceConfig, load_pipeline_config
@@ -17,29 +18,8 @@ from fasterseg.errors import ConfigError
 from fasterseg.study import sample_matched
 from fasterseg.study.stats import conclusions, paired_effect, search_vs_random
 
-TINY = """
-data_root: {root}
-synthetic: {{enabled: true, train: 6, val: 2, size: [64, 128], seed: 0}}
-search:
-  data: {{label_stride: 8, workers: 0, scales: [1.0]}}
-  space: {{layers: 6, fch: 4, width_choices: [0.5, 1.0], ops: [skip, conv, conv_downup, conv_2x]}}
-  latency: {{table: lut.json, height: 64, width: 128, min_time: 0.002}}
-  search:
-    pretrain_epochs: 1
-    epochs: 1
-    iters_per_epoch: 2
-    crop: [64, 128]
-    pretrain_crop: [64, 128]
-    batch_size: 2
-    pretrain_batch_size: 2
-  runtime: {{device: cpu}}
-train:
-  data: {{crop: [64, 128], scales: [1.0], batch_size: 4, workers: 0}}
-  train: {{epochs: 1, iters_per_epoch: 2, ohem_min_kept: 512}}
-  runtime: {{device: cpu}}
-report: {{height: 64, width: 128, min_time: 0.01}}
-study: {{random_archs: 2, seeds: [0, 1], latency_tolerance: 0.5}}
-"""
+# the reduced pipeline of test_pipeline.py, with a study section
+TINY = PIPELINE_TINY + "study: {{random_archs: 2, seeds: [0, 1], latency_tolerance: 0.5}}\n"
 
 
 def _final(out, model, seed):
