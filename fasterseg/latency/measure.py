@@ -104,7 +104,7 @@ def kept_memory() -> Iterator[bool]:
     With glibc, large blocks are normally ``mmap``-ed and unmapped again on free, and the top
     of the heap is trimmed, so a network that allocates tens of MB per call page-faults all of
     it in again on every call, at a cost that depends on the kernel's and hypervisor's state
-    (measured on a 2-core VM at 512x1024: the same network 202-247 ms in two runs; 193 ms with
+    (measured on a 2-core VM at 512x1024: the same network 208-247 ms in two runs; 193 ms with
     memory kept). Inside this context no block is ``mmap``-ed and nothing is trimmed, as in a
     serving runtime with a memory arena; glibc's defaults come back on exit (glibc then stops
     adapting its mmap threshold for the rest of the process, which only changes when memory
