@@ -74,13 +74,12 @@ def _ensure_data(pcfg: PipelineConfig, root: Path, say: Callable[[str], None]) -
 @dataclass(frozen=True)
 class Searched:
     """What the stages up to the trained teacher leave in a pipeline folder: the resolved
-    search and training configs, the latency table, the search history and architectures,
-    and the teacher's checkpoint (a study starts from here)."""
+    search and training configs, the latency table's path, the search history and
+    architectures, and the teacher's checkpoint (a study starts from here)."""
 
     out: Path
     root: Path
     table_path: Path
-    table: Any
     search_cfg: Config
     train_cfg: Config
     history: dict[str, Any]
@@ -197,7 +196,7 @@ def search_and_teacher(
     else:
         train(train_cfg, teacher_arch, out / "teacher", progress=progress)
     return Searched(
-        out, root, table_path, table, search_cfg, train_cfg, history, teacher_arch, student_arch
+        out, root, table_path, search_cfg, train_cfg, history, teacher_arch, student_arch
     )
 
 

@@ -4,8 +4,12 @@ Every timer follows the same procedure: the module is put in eval mode and run u
 ``torch.inference_mode``; warm-up calls run first (at least :data:`WARMUP_CALLS` and at least a
 quarter of the time budget, so that caches, allocators, oneDNN primitive caches and CPU clocks
 settle); then single calls are timed one by one until ``min_time`` seconds have been spent and
-at least ``min_runs`` calls were timed. The median is the latency (robust to the outliers other
-processes cause); the standard deviation and the number of timed calls are kept beside it.
+at least ``min_runs`` calls were timed. Warm-up and timed calls run with freed memory kept in
+the process (:func:`kept_memory`): otherwise every call of a network page-faults in fresh
+memory for its large tensors, a cost that varied by 20 % between identical runs at 512x1024 on
+a 2-core VM and that the sum of isolated kernels (whose outputs reuse the same freed block)
+never pays. The median is the latency (robust to the outliers other processes cause); the
+standard deviation and the number of timed calls are kept beside it.
 ``statistic="min"`` keeps the fastest call instead: on a machine shared with other busy
 processes it estimates the uncontended latency, which the median then no longer does.
 
@@ -20,10 +24,7 @@ rounds' statistics: another process only ever slows a call down, so the least di
 is the least biased one.
 
 * ``torch`` on ``cpu``: ``time.perf_counter`` around each call, with ``torch.set_num_threads``
-  fixed for the measurement and restored afterwards, and freed memory kept in the process
-  (:func:`kept_memory`): otherwise every call of a network page-faults in fresh memory for its
-  large tensors, a cost that varied by 20 % between identical runs at 512x1024 on a 2-core VM
-  and that the sum of isolated kernels (whose outputs reuse the same freed block) never pays.
+  fixed for the measurement and restored afterwards.
 * ``torch`` on ``cuda``: CUDA events around each call, synchronised after it (latency, not
   throughput, is what a batch-1 segmentation network is judged by).
 * ``onnxruntime``: the module is exported to ONNX in memory and run by an ONNX Runtime session
@@ -222,16 +223,18 @@ def _time_calls(
     min_runs: int,
     statistic: str,
 ) -> Measurement:
-    """Warm up ``call``, then time single calls with ``clock`` (returns ms) until the budget."""
-    start = time.perf_counter()
-    warm = 0
-    while warm < WARMUP_CALLS or time.perf_counter() - start < min_time / 4:
-        clock(call)  # timed and discarded: the CUDA clock also keeps the queue short
-        warm += 1
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < min_time:
-        times.append(clock(call))
+    """Warm up ``call``, then time single calls with ``clock`` (returns ms) until the budget,
+    all with freed memory kept (:func:`kept_memory`)."""
+    with kept_memory():
+        start = time.perf_counter()
+        warm = 0
+        while warm < WARMUP_CALLS or time.perf_counter() - start < min_time / 4:
+            clock(call)  # timed and discarded: the CUDA clock also keeps the queue short
+            warm += 1
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < min_runs or time.perf_counter() - start < min_time:
+            times.append(clock(call))
     std = statistics.stdev(times) if len(times) > 1 else 0.0
     ms = min(times) if statistic == "min" else statistics.median(times)
     return Measurement(ms=float(ms), std=float(std), n=len(times))
@@ -376,15 +379,14 @@ def _prepared(
             session = onnxruntime_session(model, threads)
             arrays = [x.numpy() for x in args]
             feeds = {i.name: a for i, a in zip(session.get_inputs(), arrays)}
-            with kept_memory():
-                yield (lambda: session.run(None, feeds)), _cpu_clock
+            yield (lambda: session.run(None, feeds)), _cpu_clock
             return
         module.to(dev)
         targs = tuple(x.to(dev) for x in _as_tuple(inputs))
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            with torch.inference_mode(), kept_memory():
+            with torch.inference_mode():
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
                 clock = _cuda_clock(dev) if dev.type == "cuda" else _cpu_clock
@@ -547,8 +549,7 @@ def measure_onnx(
     def call() -> object:
         return session.run(None, feeds)
 
-    with kept_memory():
-        return _time_calls(call, _cpu_clock, min_time, min_runs, statistic)
+    return _time_calls(call, _cpu_clock, min_time, min_runs, statistic)
 
 
 def measure_network(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -92,13 +91,9 @@ def chance_miou(cfg: Config) -> float:
     return float(conf.compute()["miou"])
 
 
-def _runs_dir(out: Path) -> Path:
-    return out / "study" / "runs"
-
-
 def run_dir(out: Path, model: str, seed: int) -> Path:
     """Where the run of ``model`` with ``seed`` lives in a study folder ``out``."""
-    return _runs_dir(out) / model / f"seed{seed}"
+    return out / "study" / "runs" / model / f"seed{seed}"
 
 
 def _final_miou(path: Path) -> float:
@@ -125,7 +120,8 @@ def run_study(
     runs this call finished.
     """
     from ..engine.train import teacher_from_checkpoint, train
-    from ..pipeline import _complete_training, genotype_speeds, search_and_teacher
+    from ..pipeline import _complete_training, _read_json, genotype_speeds, search_and_teacher
+    from ..report import _duration
     from . import report as study_report
     from .stats import paired_effect, search_vs_random, spread, summary
 
@@ -136,7 +132,7 @@ def run_study(
     h, w, classes = lat.height, lat.width, search_cfg.space.num_classes
 
     plan_path = out / "study" / "plan.json"
-    fixed = _read(plan_path)
+    fixed = _read_json(plan_path)
     if fixed is not None and fixed.get("settings") != _plan_settings(pcfg, done.student_arch):
         raise ConfigError(
             f"{plan_path}: this study was planned with other study settings or another searched "
@@ -179,7 +175,7 @@ def run_study(
         per_model.setdefault(model, []).append(_final_miou(run_dir(out, model, seed)))
 
     speeds_path = out / "study" / "latency.json"
-    speeds = _read(speeds_path) or {}
+    speeds = _read_json(speeds_path) or {}
     todo = {k: g for k, g in genotypes.items() if k not in speeds}
     if todo:
         say(f"study: timing {len(todo)} models end to end")
@@ -238,10 +234,6 @@ def run_study(
 
         run_pipeline(pcfg, out, data_root=data_root, say=say, progress=progress)
     return result
-
-
-def _read(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _plan_settings(pcfg: PipelineConfig, searched: Genotype) -> dict[str, Any]:
@@ -324,8 +316,3 @@ def _kind(model: str) -> str:
     if model.startswith("random-"):
         return "random"
     return {SEARCHED: "searched", DISTILLED: "searched (distilled)", PUBLISHED: "published"}[model]
-
-
-def _duration(seconds: float) -> str:
-    minutes = seconds / 60
-    return f"{math.ceil(minutes)} min" if minutes >= 1 else f"{math.ceil(seconds)} s"
