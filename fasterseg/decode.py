@@ -468,3 +468,270 @@ def _prepare(arch: ArchParams, ops: Sequence[str], width_choices: Sequence[float
                 f"(L = {n_layers}, {len(ops)} ops, {len(width_choices)} width choices)"
             )
     return _Params(alphas=alphas, betas=betas, ratios=ratios, num_layers=n_layers)
+
+
+# ------------------------------------------------------------------ single paths
+#
+# A one-hot assignment of a role's architecture parameters (one operator per cell, one input
+# per cell, one width per searched output) is a single path through the supernet: the
+# supernet's forward with it computes exactly one operator per cell. ``trace`` reads the
+# branches such an assignment runs; ``encode`` writes a genotype's branches into one, so that
+# the supernet can score any genotype of its space with its shared weights (a one-shot score).
+
+#: The logit of every choice a one-hot assignment does not make: its softmax weight is 0.0
+#: exactly in float32 and float64 (exp(-1e4) underflows), so no other operator leaks in.
+OFF = -1e4
+
+
+def one_hot(arch: ArchParams, ops: Sequence[str], width_choices: Sequence[float]) -> ArchParams:
+    """The argmax of every row of ``arch`` as one-hot logits (0 for the choice, :data:`OFF`
+    for the others); ties go to the first maximum, as everywhere in decoding."""
+    p = _prepare(arch, ops, width_choices)
+
+    def hot(a: np.ndarray) -> np.ndarray:
+        out = np.full(a.shape, OFF, dtype=np.float64)
+        out[np.arange(len(a)), np.argmax(a, axis=-1)] = 0.0
+        return out
+
+    return ArchParams(
+        alphas=tuple(hot(a) for a in p.alphas),
+        betas=tuple(hot(b) for b in p.betas),
+        ratios=None if p.ratios is None else tuple(hot(r) for r in p.ratios),
+    )
+
+
+def random_one_hot(
+    num_layers: int,
+    ops: Sequence[str],
+    width_choices: Sequence[float],
+    rng: Any,
+    *,
+    allowed_ops: Sequence[str] | None = None,
+) -> ArchParams:
+    """A uniformly random one-hot assignment for ``num_layers`` layers drawn with ``rng`` (a
+    ``random.Random``): each cell's operator among ``allowed_ops`` (default: all of ``ops``),
+    each cell's input and each searched output's width."""
+    allowed = [list(ops).index(o) for o in (allowed_ops if allowed_ops is not None else ops)]
+    if not allowed:
+        raise ConfigError("random_one_hot: no operator allowed")
+    L = num_layers
+
+    def rows(n: int, k: int, pick: Sequence[int]) -> np.ndarray:
+        out = np.full((n, k), OFF)
+        for r in range(n):
+            out[r, rng.choice(list(pick))] = 0.0
+        return out
+
+    K = len(width_choices)
+    return ArchParams(
+        alphas=tuple(rows(L - s, len(ops), allowed) for s in range(NUM_SCALES)),
+        betas=(rows(L - 2, 2, (0, 1)), rows(L - 3, 2, (0, 1))),
+        ratios=tuple(rows(ratio_rows(s, L), K, range(K)) for s in range(NUM_SCALES)),
+    )
+
+
+def with_paths(
+    arch: ArchParams,
+    paths: Sequence[Sequence[int]],
+    *,
+    ops: Sequence[str],
+    width_choices: Sequence[float],
+) -> ArchParams:
+    """``arch`` as one-hot logits whose cells on ``paths`` (full input-scale paths of the
+    supernet's ``L`` layers, each starting at /8 and rising by at most one per layer) read the
+    input their path comes from, so that :func:`trace` follows them. Raises GenotypeError
+    naming the cell where two paths arrive from different inputs."""
+    p = _prepare(one_hot(arch, ops, width_choices), ops, width_choices)
+    betas = [b.copy() for b in p.betas]
+    chosen: dict[tuple[int, int], int] = {}
+    for n, path in enumerate(paths):
+        path = list(path)
+        steps_ok = all(0 <= b - a <= 1 for a, b in zip(path, path[1:]))
+        if len(path) != p.num_layers or not path or path[0] != 0 or not steps_ok:
+            raise GenotypeError(f"path {n}: {path} is no path of {p.num_layers} layers from /8")
+        for i in range(1, len(path)):
+            s = path[i]
+            if s == 0 or i == s:
+                continue
+            col = 0 if path[i - 1] < s else 1
+            if chosen.setdefault((i, s), col) != col:
+                raise GenotypeError(
+                    f"path {n} enters the cell of layer {i} at /{8 * 2**s} from another input "
+                    "than an earlier path"
+                )
+            betas[s - 1][i - s - 1] = OFF
+            betas[s - 1][i - s - 1, col] = 0.0
+    return ArchParams(alphas=p.alphas, betas=tuple(betas), ratios=p.ratios)
+
+
+def _input_from_down(betas: tuple[np.ndarray, np.ndarray], layer: int, scale: int) -> bool:
+    """Whether the one-hot cell (``layer``, ``scale``) reads the finer scale's down output."""
+    if scale == 0:
+        return False
+    if layer == scale:
+        return True
+    return int(np.argmax(betas[scale - 1][layer - scale - 1])) == 0
+
+
+def trace(
+    arch: ArchParams,
+    lasts: Sequence[int],
+    *,
+    name: str,
+    ops: Sequence[str],
+    fch: int,
+    stem_width: float,
+    head_width: float,
+    width_choices: Sequence[float],
+    meta: dict | None = None,
+) -> Genotype:
+    """The genotype that the single path of ``arch`` (read through its argmax) runs into the
+    heads at ``lasts``: each branch followed back from its last cell along each cell's input,
+    its operators and widths those of the cells and outputs it passes. No layer is removed
+    (a ``skip`` stays a layer), so ``encode`` of the result reproduces the path exactly."""
+    p = _prepare(one_hot(arch, ops, width_choices), ops, width_choices)
+    L = p.num_layers
+    branches = []
+    for last in lasts:
+        _check_last(last)
+        scales = [last]  # the cell each layer runs in, collected from the last layer back
+        for layer in range(L - 1, 0, -1):
+            s = scales[-1]
+            scales.append(s - 1 if _input_from_down(p.betas, layer, s) else s)
+        path = scales[::-1]
+        if path[0] != 0:
+            raise GenotypeError(f"trace: branch {last} does not start at /8")  # by construction
+        out_scales = [*path[1:], path[-1]]
+        widths = [
+            1.0 if p.ratios is None
+            else float(width_choices[int(np.argmax(p.ratios[s][ratio_row(s, layer)]))])
+            for layer, s in enumerate(out_scales[:-1])
+        ]  # fmt: skip
+        branches.append(
+            Branch(
+                ops=tuple(ops[int(np.argmax(p.alphas[s][layer - s]))] for layer, s in
+                          enumerate(path)),
+                path=tuple(path),
+                widths=(*widths, float(head_width)),
+            )
+        )  # fmt: skip
+    return Genotype(
+        name=name,
+        fch=fch,
+        stem_width=stem_width,
+        head_width=head_width,
+        width_choices=tuple(float(w) for w in width_choices),
+        branches=tuple(branches),
+        meta=dict(meta or {}),
+    ).validate()
+
+
+def _full_layers(geno: Genotype, b: int, num_layers: int) -> list[tuple[int, int, str | None]]:
+    """(layer, input scale, op) of every supernet layer branch ``b`` runs, ``op`` None for a
+    layer its decoding removed (a stride-1 ``skip``): the genotype's own layers when it has
+    ``num_layers`` of them, else the full path its ``meta['decode']`` recorded."""
+    branch = geno.branches[b]
+    if len(branch.ops) == num_layers:
+        return [(i, s, op) for i, (s, op) in enumerate(zip(branch.path, branch.ops))]
+    record = geno.meta.get("decode") or {}
+    rows = record.get("branches") or []
+    if record.get("num_layers") != num_layers or b >= len(rows):
+        raise GenotypeError(
+            f"genotype {geno.name!r}: branch {b} has {len(branch.ops)} layers and no decoding "
+            f"record of a {num_layers}-layer supernet, so it is no path of this supernet"
+        )
+    full, removed = rows[b]["full_path"], set(rows[b]["removed_layers"])
+    kept = iter(branch.ops)
+    return [(i, s, None if i in removed else next(kept)) for i, s in enumerate(full)]
+
+
+def encode(
+    geno: Genotype,
+    base: ArchParams,
+    *,
+    ops: Sequence[str],
+    width_choices: Sequence[float],
+    overruled: list[str] | None = None,
+) -> ArchParams:
+    """One-hot architecture parameters whose single path runs ``geno``'s branches: the cells,
+    inputs and widths the branches pass are pinned to theirs (a removed layer to ``skip``),
+    every other row is the argmax of ``base``. The supernet's forward with the result computes
+    each branch exactly; its heads also read the last layer's other scales, which come from
+    ``base``.
+
+    Two branches may disagree on a cell (its operator, input or width): the reference's
+    decoding bans a skip for one branch that another then drops. Without ``overruled`` that
+    raises GenotypeError naming the cell; with a list, the earlier branch's choice stands
+    and a line naming the cell is appended. A branch that is no path of a supernet with
+    ``base``'s layers always raises GenotypeError."""
+    p = _prepare(one_hot(base, ops, width_choices), ops, width_choices)
+    L = p.num_layers
+    alphas = [a.copy() for a in p.alphas]
+    betas = [b.copy() for b in p.betas]
+    ratios = None if p.ratios is None else [r.copy() for r in p.ratios]
+    if ratios is None and any(w != 1.0 for br in geno.branches for w in br.widths[:-1]):
+        raise GenotypeError(f"genotype {geno.name!r}: widths below 1.0 need width parameters")
+    pinned: dict[tuple[str, int, int], tuple[int, int]] = {}  # (kind, s, row) -> (choice, b)
+
+    def pin(array: np.ndarray, kind: str, s: int, row: int, choice: int, b: int, what: str):
+        old = pinned.setdefault((kind, s, row), (choice, b))
+        if old[0] != choice:
+            clash = f"branches {old[1]} and {b} disagree on {what}"
+            if overruled is None:
+                raise GenotypeError(
+                    f"genotype {geno.name!r}: {clash}, so no single path of the supernet runs both"
+                )
+            overruled.append(f"{clash}: branch {old[1]}'s stands")
+            return
+        array[row] = OFF
+        array[row, choice] = 0.0
+
+    op_index = {o: i for i, o in enumerate(ops)}
+    for b, branch in enumerate(geno.branches):
+        layers = _full_layers(geno, b, L)
+        if len(layers) != L:
+            raise GenotypeError(
+                f"genotype {geno.name!r}: branch {b} runs {len(layers)} of {L} layers"
+            )
+        path = [s for _, s, _ in layers]
+        for i, s, op in layers:
+            name = SKIP if op is None else op
+            if name not in op_index:
+                raise GenotypeError(
+                    f"genotype {geno.name!r}: operator {name!r} is not in the space"
+                )
+            at = f"layer {i} at /{8 * 2**s}"
+            pin(alphas[s], "alpha", s, i - s, op_index[name], b, f"the operator of {at}")
+            if s > 0 and i > s:
+                pin(betas[s - 1], "beta", s, i - s - 1, 0 if path[i - 1] < s else 1, b,
+                    f"the input of {at}")  # fmt: skip
+            out = path[i + 1] if i + 1 < L else s
+            if ratios is not None and i < L - 1:
+                k = _width_index(branch, layers, i, width_choices, geno)
+                if k is not None:
+                    pin(ratios[out], "ratio", out, ratio_row(out, i), k, b,
+                        f"the width of layer {i}'s output at /{8 * 2 ** out}")  # fmt: skip
+    return ArchParams(
+        alphas=tuple(alphas), betas=tuple(betas), ratios=None if ratios is None else tuple(ratios)
+    )
+
+
+def _width_index(
+    branch: Branch,
+    layers: list[tuple[int, int, str | None]],
+    i: int,
+    width_choices: Sequence[float],
+    geno: Genotype,
+) -> int | None:
+    """Index in ``width_choices`` of supernet layer ``i``'s output width on ``branch``; None
+    for a layer its decoding removed, whose width the branch does not hold (decoding read it
+    from the width parameters, so ``base`` keeps it)."""
+    if layers[i][2] is None:
+        return None
+    width = float(branch.widths[sum(op is not None for _, _, op in layers[:i])])
+    choices = [float(w) for w in width_choices]
+    if width not in choices:
+        raise GenotypeError(
+            f"genotype {geno.name!r}: width {width} of layer {i} is not among {choices}"
+        )
+    return choices.index(width)

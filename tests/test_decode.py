@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -442,3 +443,116 @@ def test_errors_name_the_problem():
             head_width=HEAD,
             forbid_skip=False,
         )
+
+
+# ------------------------------------------------------------------ single paths
+
+def _space(layers=8):
+    from fasterseg.config import SpaceConfig
+
+    return SpaceConfig(layers=layers, fch=4, width_choices=(0.5, 0.75, 1.0))
+
+
+def _trace(arch, lasts, sp):
+    from fasterseg.decode import trace
+
+    return trace(arch, lasts, name="t", ops=sp.ops, fch=sp.fch, stem_width=0.5,
+                 head_width=0.5, width_choices=sp.width_choices)  # fmt: skip
+
+
+def test_trace_follows_each_cells_input_and_encode_gives_the_path_back():
+    """Hand-made path: every /16 and /32 cell reads its keep input except the cells that a
+    chosen down layer feeds; the traced branches run exactly those scales, the cells' ops
+    and widths; encoding the genotype on the same logits returns them unchanged."""
+    import random
+
+    from fasterseg.decode import OFF, encode, random_one_hot
+
+    sp, L = _space(), 8
+    arch = random_one_hot(L, sp.ops, sp.width_choices, random.Random(1))
+    downs = {2, 5}  # the /32 branch goes down at layers 2 and 5
+    b1, b2 = arch.betas
+    for r in range(L - 2):  # scale-16 cell at layer r + 2 reads down iff layer r + 1 went down
+        b1[r] = [0.0, OFF] if r + 1 == 2 else [OFF, 0.0]
+    for r in range(L - 3):  # scale-32 cell at layer r + 3
+        b2[r] = [0.0, OFF] if r + 2 == 5 else [OFF, 0.0]
+    geno = _trace(arch, (2, 1, 0), sp)
+    expected_path = [0, 0, 0, 1, 1, 1, 2, 2]
+    assert list(geno.branches[0].path) == expected_path
+    assert list(geno.branches[1].path) == [0, 0, 0, 1, 1, 1, 1, 1]  # shares the /16 cells
+    assert list(geno.branches[2].path) == [0] * L
+    for layer, s in enumerate(expected_path):
+        op = sp.ops[int(np.argmax(arch.alphas[s][layer - s]))]
+        assert geno.branches[0].ops[layer] == op
+    out = [*expected_path[1:], 2]
+    for layer in range(L - 1):
+        row = layer - 1 if out[layer] == 2 else layer
+        k = int(np.argmax(arch.ratios[out[layer]][row]))
+        assert geno.branches[0].widths[layer] == sp.width_choices[k]
+    again = encode(geno, arch, ops=sp.ops, width_choices=sp.width_choices)
+    for a, b in zip((*again.alphas, *again.betas, *again.ratios),
+                    (*arch.alphas, *arch.betas, *arch.ratios)):  # fmt: skip
+        assert np.array_equal(a, b)
+    assert downs == {i for i, st in enumerate(geno.branches[0].strides()) if st == 2}
+
+
+def test_encode_names_the_cell_two_branches_disagree_on():
+    import random
+
+    from fasterseg.decode import encode, random_one_hot
+    from fasterseg.genotype import Branch
+
+    sp, L = _space(), 8
+    arch = random_one_hot(L, sp.ops, sp.width_choices, random.Random(2))
+    geno = _trace(arch, (2, 0), sp)
+    b0, b1 = geno.branches
+    other = next(o for o in sp.ops if o not in (b1.ops[3], "skip"))
+    clash = replace(geno, branches=(b0, Branch((*b1.ops[:3], other, *b1.ops[4:]), b1.path,
+                                               b1.widths)))  # fmt: skip
+    if b0.path[3] == 0:  # both branches run the /8 cell of layer 3
+        with pytest.raises(GenotypeError, match="disagree on the operator of layer 3 at /8"):
+            encode(clash, arch, ops=sp.ops, width_choices=sp.width_choices)
+        overruled = []
+        pinned = encode(clash, arch, ops=sp.ops, width_choices=sp.width_choices,
+                        overruled=overruled)  # fmt: skip
+        assert overruled == ["branches 0 and 1 disagree on the operator of layer 3 at /8: "
+                             "branch 0's stands"]  # fmt: skip
+        assert sp.ops[int(np.argmax(pinned.alphas[0][3]))] == b0.ops[3]
+    short = replace(geno, branches=(Branch(b0.ops[1:], b0.path[1:], b0.widths[1:]), b1))
+    with pytest.raises(GenotypeError, match="no decoding record"):
+        encode(short, arch, ops=sp.ops, width_choices=sp.width_choices)
+
+
+def test_encode_runs_a_decoded_branch_with_its_removed_layers_as_skips():
+    """A decoded genotype whose skip layers were removed, encoded and traced back: the
+    decoded ops once the recorded removed layers are dropped, skips at those layers, the
+    recorded full path, and the widths decoding read at the removed layers."""
+    from fasterseg.decode import encode
+
+    rng = np.random.default_rng(5)
+    sp, L = _space(), 8
+    skip = sp.ops.index("skip")
+    alphas = [rng.normal(size=(L - s, len(sp.ops))) for s in range(3)]
+    for a in alphas:
+        a[::2, skip] += 5.0  # many skips, so that decoding removes some
+    arch = ArchParams(
+        alphas=tuple(alphas),
+        betas=(rng.normal(size=(L - 2, 2)), rng.normal(size=(L - 3, 2))),
+        ratios=tuple(rng.normal(size=(L - 1 - (s == 2), 3)) for s in range(3)),
+    )
+    geno = decode(arch, (2,), name="d", ops=sp.ops, fch=4, stem_width=0.5, head_width=0.5,
+                  width_choices=sp.width_choices, forbid_skip=False)  # fmt: skip
+    removed = geno.meta["decode"]["branches"][0]["removed_layers"]
+    assert removed, "the test needs a branch with removed layers"
+    pinned = encode(geno, arch, ops=sp.ops, width_choices=sp.width_choices, overruled=[])
+    back = _trace(pinned, (2,), sp).branches[0]
+    assert [op for i, op in enumerate(back.ops) if i not in removed] == list(geno.branches[0].ops)
+    assert all(back.ops[i] == "skip" for i in removed)
+    full = geno.meta["decode"]["branches"][0]["full_path"]
+    assert list(back.path) == full
+    # a removed layer's output width is the one decoding read: the width logits' argmax
+    for i in removed:
+        if i < L - 1:
+            out = full[i + 1]
+            row = i - 1 if out == 2 else i
+            assert np.argmax(pinned.ratios[out][row]) == np.argmax(arch.ratios[out][row])

@@ -441,3 +441,85 @@ def test_epoch_summary_states_the_rows_figures():
         "inside); teacher mIoU 25.0% H(alpha) 1.5000 H(beta) 0.6000; student mIoU 12.3% "
         "H(alpha) 1.6000 H(beta) 0.6900"
     )
+
+
+# ------------------------------------------------------------------ one-shot scoring
+
+
+def _same_state(net, before):
+    after = net.state_dict()
+    return after.keys() == before.keys() and all(torch.equal(v, after[k]) for k, v in
+                                                 before.items())  # fmt: skip
+
+
+def _single_path(net, seed, lasts=(2, 1)):
+    """A random single path of ``net`` (numpy logits) and the genotype it runs."""
+    import random
+
+    from fasterseg.decode import random_one_hot, trace
+
+    sp = net.space
+    arch = random_one_hot(sp.layers, sp.ops, sp.width_choices, random.Random(seed))
+    stem_w, head_w = net.role_widths[Role.STUDENT]
+    geno = trace(arch, lasts, name="path", ops=sp.ops, fch=sp.fch, stem_width=stem_w,
+                 head_width=head_w, width_choices=sp.width_choices)  # fmt: skip
+    return arch, geno
+
+
+def _set_student(net, arch):
+    values = [*arch.alphas, *arch.betas, *arch.ratios]
+    with torch.no_grad():
+        for p, v in zip(net.arch_parameters(Role.STUDENT), values, strict=True):
+            p.copy_(torch.as_tensor(v, dtype=p.dtype))
+
+
+def test_a_single_path_skips_zero_weights_without_changing_the_output(data):
+    """Outside autograd the supernet leaves out every operator and input whose one-hot weight
+    is exactly 0; the logits equal bit for bit those of the full mixture, which computes them
+    all (with autograd on) and adds their zero terms."""
+    cfg = _cfg(data, {}, epochs=1, iters_per_epoch=1)
+    net, _ = _tiny_net(cfg)
+    arch, _ = _single_path(net, seed=4)
+    _set_student(net, arch)
+    net.eval()
+    x = torch.randn(1, 3, H, W)
+    widths = net.sample_widths(Role.STUDENT, WidthMode.ARGMAX)
+    calls = []
+    hooks = [op.register_forward_hook(lambda *a: calls.append(1))
+             for m in net.modules() if hasattr(m, "ops") for op in m.ops]  # fmt: skip
+    with torch.enable_grad():
+        full = net(x, Role.STUDENT, widths)
+    n_full, calls[:] = len(calls), []
+    with torch.no_grad():
+        pruned = net(x, Role.STUDENT, widths)
+    for h in hooks:
+        h.remove()
+    assert all(torch.equal(a, b) for a, b in zip(full, pruned))
+    assert len(calls) < n_full / 3  # one operator of five per cell, one input of two
+
+
+def test_one_shot_scores_the_genotype_on_the_supernet_it_came_from(data):
+    """On a supernet whose student parameters are a single path, the one-shot mIoU of the
+    genotype traced from that path equals evaluate_heads' mIoU of its head on a copy with
+    the path set by hand; the supernet is left as it was; batch-norm re-estimation uses the
+    images it is given and changes the score."""
+    from fasterseg.engine.search import GENOTYPE_HEAD, one_shot_miou
+
+    cfg = _cfg(data, {}, epochs=1, iters_per_epoch=1)
+    net, _ = _tiny_net(cfg)
+    images = run.whole_images(cfg, "val")
+    arch, geno = _single_path(net, seed=7)
+    _set_student(net, arch)  # the rows the genotype leaves open (e.g. the last /8 cell) too
+    before = copy.deepcopy(net.state_dict())
+    got = one_shot_miou(net, geno, images, torch.device("cpu"))
+    assert _same_state(net, before)
+    by_hand = copy.deepcopy(net)
+    _set_student(by_hand, arch)
+    expected = evaluate_heads(by_hand, Role.STUDENT, images, torch.device("cpu"))
+    assert got["miou"] == expected[GENOTYPE_HEAD[(1, 2)]]
+    assert got["overruled"] == [] and got["bn_images"] == 0
+    train = run.whole_images(cfg, "train")
+    recal = one_shot_miou(net, geno, images, torch.device("cpu"), calibration=train,
+                          calibration_indices=[0, 1])  # fmt: skip
+    assert recal["bn_images"] == 2 and recal["miou"] != got["miou"]
+    assert _same_state(net, before)

@@ -21,6 +21,7 @@ flat all-reduce per step is the same arithmetic with none of DDP's unused-parame
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -38,7 +39,7 @@ from .. import distributed as dist
 from ..config import BudgetConfig, Config, ReferenceConfig, SelectionConfig, config_to_dict
 from ..data.datasets import SegmentationFolder
 from ..data.transforms import endless_loader
-from ..decode import DecodeOptions
+from ..decode import DecodeOptions, encode
 from ..errors import ConfigError, GenotypeError
 from ..genotype import Genotype
 from ..io import atomic_write_json
@@ -239,6 +240,85 @@ def evaluate_heads(
     for c in confs.values():
         c.matrix = dist.all_reduce_sum(c.matrix)
     return {name: float(c.compute()["miou"]) for name, c in confs.items()}
+
+
+#: The head that scores a genotype by the scales its branches end at (sorted).
+GENOTYPE_HEAD = {(0,): "8s", (1,): "16s", (2,): "32s", (0, 2): "8s_32s", (1, 2): "16s_32s"}
+
+
+def one_shot_miou(
+    net: SuperNet,
+    geno: Genotype,
+    dataset: SegmentationFolder,
+    device: torch.device,
+    indices: Sequence[int] | None = None,
+    role: Role = Role.STUDENT,
+    *,
+    calibration: SegmentationFolder | None = None,
+    calibration_indices: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """The one-shot mIoU of ``geno``: the supernet's shared weights running the single path
+    :func:`fasterseg.decode.encode` makes of ``geno`` on ``role``'s current architecture
+    parameters (where the genotype says nothing, e.g. the last layer's other scales that the
+    heads read, their argmax), scored like :func:`evaluate_heads` on the head of the
+    genotype's branch scales. ``net`` is left unchanged (a copy runs).
+
+    The search trained the weights under a mixture of operators, so one operator alone feeds
+    its successors features of another scale than their batch-norm statistics saw; with
+    ``calibration`` (images of a training split) those statistics are first re-estimated on
+    the single path, as one-shot methods do before scoring a sub-network.
+
+    Returns ``{"miou", "overruled", "bn_images"}``: ``overruled`` names the cells where two
+    branches disagreed and the earlier one's choice ran (see :func:`encode`). Raises
+    GenotypeError when ``geno`` is no path of ``net`` or its branch scales have no head."""
+    lasts = tuple(sorted(b.last_scale for b in geno.branches))
+    if lasts not in GENOTYPE_HEAD:
+        raise GenotypeError(
+            f"genotype {geno.name!r}: no supernet head reads branches ending at "
+            f"{', '.join(f'/{8 * 2**s}' for s in lasts)}"
+        )
+    overruled: list[str] = []
+    pinned = encode(
+        geno, net.export_arch(role), ops=net.op_names, width_choices=net.width_choices,
+        overruled=overruled,
+    )  # fmt: skip
+    net = copy.deepcopy(net)
+    params = net.arch_parameters(role)  # alphas, betas, then ratios: ArchParams' order
+    values = [*pinned.alphas, *pinned.betas, *(pinned.ratios or ())]
+    with torch.no_grad():
+        for p, v in zip(params, values, strict=True):
+            p.copy_(torch.as_tensor(v, dtype=p.dtype))
+    seen = 0
+    if calibration is not None:
+        seen = _recalibrate_batch_norm(net, role, calibration, device, calibration_indices)
+    miou = evaluate_heads(net, role, dataset, device, indices)[GENOTYPE_HEAD[lasts]]
+    return {"miou": miou, "overruled": overruled, "bn_images": seen}
+
+
+def _recalibrate_batch_norm(
+    net: SuperNet,
+    role: Role,
+    dataset: SegmentationFolder,
+    device: torch.device,
+    indices: Sequence[int] | None,
+) -> int:
+    """Reset every batch norm's running statistics of ``net`` and re-estimate them as plain
+    averages over ``dataset``'s images (whole, padded as for evaluation), one forward each at
+    ``role``'s argmax widths; returns the number of images."""
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    widths = net.sample_widths(role, WidthMode.ARGMAX)
+    order = list(range(len(dataset))) if indices is None else list(indices)
+    with torch.no_grad():
+        for i in order:
+            x = dataset[i][0].unsqueeze(0).to(device, dtype=next(net.parameters()).dtype)
+            h, w = x.shape[-2:]
+            net(F.pad(x, (0, (-w) % 32, 0, (-h) % 32)), role, widths)
+    net.eval()
+    return len(order)
 
 
 def _decode(

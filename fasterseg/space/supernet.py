@@ -96,7 +96,15 @@ class MixedOp(nn.Module):
 
     def forward(self, x: Tensor, weights: Tensor, c_out: int) -> Tensor:
         """x (N, C, H, W), weights (P,) -> (N, c_out, H/stride, W/stride)."""
-        return sum(w * op(x, c_out) for w, op in zip(weights, self.ops))
+        return sum(w * op(x, c_out) for w, op in zip(weights, self.ops) if not _inactive(w))
+
+
+def _inactive(weight: Tensor | float) -> bool:
+    """Whether a mixing weight is exactly zero outside autograd: its term adds nothing and no
+    gradient is wanted, so it is not computed. Softmax weights are never exactly zero; the
+    one-hot weights of a single path (one-shot scoring) are, and skipping them runs one
+    operator per cell instead of all."""
+    return not torch.is_grad_enabled() and float(weight) == 0.0
 
 
 class Cell(nn.Module):
@@ -337,6 +345,8 @@ class SuperNet(nn.Module):
                 if cell.down is not None:
                     c_down, g_down = self.out_width(widths, role, s + 1, i)
                 for (feat, g_in), mix in inputs:
+                    if _inactive(mix):
+                        continue
                     out_keep = out_keep + mix * cell.keep(feat, weights, c_keep) * (g_in * g_keep)
                     if cell.down is not None:
                         out_down = out_down + mix * cell.down(feat, weights, c_down) * (
