@@ -807,9 +807,11 @@ def _add_study(sub: _Commands) -> None:
             search window (or within study.latency_tolerance of the searched student's),
             trains them, the searched student and the published one with the pipeline's
             training recipe once per seed, distills the searched student from the teacher
-            with every seed, and writes OUT/study.md, study.json and plots/study_*.png:
-            means with t-intervals, the searched student's rank and one-sided tests against
-            the random ones, the paired distillation effect. Every (model, seed) run resumes:
+            with every seed, scores every architecture with the search's supernet weights
+            (one-shot), and writes OUT/study.md, study.json and plots/study_*.png: means
+            with t-intervals, the searched student's rank and one-sided tests against the
+            random ones, the paired distillation effect, and how well the one-shot scores
+            rank the trained ones (Kendall, Spearman). Every (model, seed) run resumes:
             the same command continues a killed study. Without --config it runs the
             built-in demo study (K = 8, 3 seeds).
 

@@ -417,6 +417,9 @@ class StudyConfig:
     seed in ``seeds`` with the pipeline's training recipe; with ``distill`` the searched
     student is also distilled from the pipeline's teacher with every seed (the ablation).
     ``confidence`` is the level of every interval and ``alpha`` the tests' significance level.
+    Every architecture is also scored with the search's supernet weights (one-shot), after
+    re-estimating its batch-norm statistics on ``one_shot_bn_images`` training images (0: the
+    statistics the search left).
     """
 
     random_archs: int = 8
@@ -428,8 +431,13 @@ class StudyConfig:
     distill: bool = True
     confidence: float = 0.95
     alpha: float = 0.05
+    one_shot_bn_images: int = 20
 
     def __post_init__(self) -> None:
+        if self.one_shot_bn_images < 0:
+            raise ConfigError(
+                f"study.one_shot_bn_images must be 0 or more, got {self.one_shot_bn_images}"
+            )
         if self.random_archs < 1:
             raise ConfigError(f"study.random_archs must be at least 1, got {self.random_archs}")
         if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):

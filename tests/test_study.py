@@ -14,9 +14,11 @@ from test_pipeline import TINY as PIPELINE_TINY
 
 from fasterseg.cli import main
 from fasterseg.config import SpaceConfig, load_pipeline_config
+from fasterseg.decode import encode, random_one_hot, trace
 from fasterseg.errors import ConfigError
 from fasterseg.study import sample_matched
-from fasterseg.study.stats import conclusions, paired_effect, search_vs_random
+from fasterseg.study.run import random_student
+from fasterseg.study.stats import conclusions, paired_effect, rank_correlation, search_vs_random
 
 # the reduced pipeline of test_pipeline.py, with a study section
 TINY = PIPELINE_TINY + "study: {{random_archs: 2, seeds: [0, 1], latency_tolerance: 0.5}}\n"
@@ -88,6 +90,20 @@ def test_every_statistic_matches_scipy_from_the_runs(study):
         assert low <= models[m]["latency_ms_predicted"] <= high
     assert result["sampling"]["draws"] >= 2
     assert 0 <= result["chance_miou"] < 1
+    # one-shot ranking: every random architecture is a single path of the supernet, the
+    # published student (other layers) is not; tau and rho from the numbers the study wrote
+    o = result["one_shot"]
+    assert set(randoms) <= set(o["models"]) and "searched_distilled" not in o["models"]
+    assert "published" in o["not_scored"] and models["published"]["one_shot_miou"] is None
+    shot = [models[m]["one_shot_miou"] for m in o["models"]]
+    trained = [np.mean(runs[m]) for m in o["models"]]
+    assert all(0 <= v <= 1 for v in shot) and o["bn_images"] > 0
+    tau, rho = stats.kendalltau(shot, trained), stats.spearmanr(shot, trained)
+    if math.isfinite(tau.pvalue):
+        assert o["kendall_tau"] == pytest.approx(tau.statistic, rel=1e-9)
+        assert o["kendall_p"] == pytest.approx(tau.pvalue, rel=1e-9)
+        assert o["spearman_rho"] == pytest.approx(rho.statistic, rel=1e-9)
+        assert o["spearman_p"] == pytest.approx(rho.pvalue, rel=1e-9)
 
 
 def test_the_report_and_plots_are_written(study):
@@ -110,7 +126,7 @@ def test_a_killed_study_resumes_to_the_same_numbers(study, capsys):
     assert "random-01 seed 1: training" in said
     assert said.count(": training") == 1  # every other run was complete and skipped
     again = json.loads((out / "study.json").read_text())
-    for key in ("models", "search", "distillation", "spread", "sampling"):
+    for key in ("models", "search", "distillation", "spread", "sampling", "one_shot"):
         a, b = again[key], result[key]
         if key == "models":  # measured latency is timed anew; everything else is equal
             for m in a:
@@ -124,12 +140,8 @@ def test_matched_sampling_keeps_only_the_window_and_counts_draws():
     def macs_like(g):  # any deterministic latency: here the summed widths of every layer
         return sum(sum(b.widths) for b in g.branches)
 
-    values = []
     rng = random.Random(1)
-    from fasterseg.latency.enumerate import random_genotype
-
-    for _ in range(200):
-        values.append(macs_like(random_genotype(space, rng, lasts=(2, rng.choice((0, 1))))))
+    values = [macs_like(random_student(space, rng, (2, rng.choice((0, 1))))) for _ in range(200)]
     low, high = np.percentile(values, [40, 60])
     kept, draws = sample_matched(space, macs_like, (low, high), 5, seed=3)
     assert len(kept) == 5 and draws >= 5
@@ -139,6 +151,28 @@ def test_matched_sampling_keeps_only_the_window_and_counts_draws():
     assert again == kept and draws_again == draws
     with pytest.raises(ConfigError, match=r"only 0 of 2 random architectures.*study.max_draws"):
         sample_matched(space, macs_like, (-2.0, -1.0), 2, max_draws=50)
+
+
+def test_random_students_are_single_paths_of_the_supernet():
+    """Every random student runs one operator per cell and one width per output, so it
+    encodes onto the supernet without a disagreement; no layer is a skip; its branches end
+    where asked; its down layers are spread over the layers (not all late)."""
+    space = SpaceConfig(layers=8, fch=4, width_choices=(0.5, 0.75, 1.0))
+    rng = random.Random(0)
+    firsts = []
+    for n in range(60):
+        lasts = (2, n % 2)
+        g = random_student(space, rng, lasts)
+        assert tuple(b.last_scale for b in g.branches) == lasts
+        assert all(op != "skip" for b in g.branches for op in b.ops)
+        base = random_one_hot(8, space.ops, space.width_choices, random.Random(n))
+        pinned = encode(g, base, ops=space.ops, width_choices=space.width_choices)
+        back = trace(pinned, lasts, name=g.name, ops=space.ops, fch=space.fch,
+                     stem_width=g.stem_width, head_width=g.head_width,
+                     width_choices=space.width_choices)  # fmt: skip
+        assert back.branches == g.branches
+        firsts.append(g.branches[0].strides().index(2))
+    assert min(firsts) <= 1 and max(firsts) >= 5
 
 
 def test_conclusions_follow_the_numbers():
@@ -157,6 +191,15 @@ def test_conclusions_follow_the_numbers():
     # a paired effect the tests cannot tell from noise
     noisy = {**paired_effect([0.30, 0.32, 0.31], [0.31, 0.30, 0.32]), "alpha": 0.05}
     assert "no significant difference at the 5% level" in conclusions({"distillation": noisy})[0]
+    # one-shot ranking: the verdict follows Kendall's p-value against alpha
+    x, y = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.2, 0.3, 0.35, 0.5, 0.55, 0.7]
+    agree = {"one_shot": rank_correlation(x, y), "alpha": 0.05}
+    assert "a significant positive rank correlation at the 5% level" in conclusions(agree)[0]
+    assert "trained mIoU of the 6 architectures" in conclusions(agree)[0]
+    reverse = {"one_shot": rank_correlation(x, y[::-1]), "alpha": 0.05}
+    assert "a significant negative rank correlation" in conclusions(reverse)[0]
+    mixed = {"one_shot": rank_correlation(x, [0.3, 0.1, 0.5, 0.2, 0.4, 0.35]), "alpha": 0.05}
+    assert "no significant rank correlation at the 5% level" in conclusions(mixed)[0]
 
 
 def test_the_demo_study_recipe_loads():
@@ -175,3 +218,23 @@ def test_the_pipeline_report_carries_the_study(study):
     md = (out / "report.md").read_text()
     assert "## Searched student against random architectures" in md
     assert all(line in md for line in result["conclusions"])
+
+
+def test_without_the_supernet_checkpoint_no_architecture_gets_a_one_shot_score(study, capsys):
+    cfg, out, result = study
+    ckpt = out / "search" / "checkpoint.pt"
+    kept = ckpt.with_suffix(".kept")
+    ckpt.rename(kept)
+    (out / "study" / "one_shot.json").unlink()
+    try:
+        assert main(["study", "--config", str(cfg), "--out", str(out)]) == 0
+    finally:
+        kept.rename(ckpt)
+    assert "checkpoint.pt is missing, so no architecture gets a one-shot score" in (
+        capsys.readouterr().out
+    )
+    again = json.loads((out / "study.json").read_text())
+    assert set(again["one_shot"]["not_scored"]) == set(result["models"]) - {"searched_distilled"}
+    assert all(m["one_shot_miou"] is None for m in again["models"].values())
+    assert again["one_shot"]["kendall_tau"] is None
+    assert not (out / "study" / "one_shot.json").exists()

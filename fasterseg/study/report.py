@@ -16,6 +16,7 @@ from .stats import conclusions
 PLOTS = {
     "study_latency_vs_miou": "plots/study_latency_vs_miou.png",
     "study_distillation": "plots/study_distillation.png",
+    "study_one_shot": "plots/study_one_shot.png",
 }
 
 
@@ -59,13 +60,14 @@ def render_section(result: Mapping[str, Any], level: int = 2, prefix: str = "") 
                 _num(m["latency_ms_predicted"]),
                 _num(m["latency_ms_measured"]),
                 _num(m["params"], 2, 1e-6),
+                _num(m.get("one_shot_miou"), 2, 100),
             ]
         )
     lines += _table(
         ["model", "kind", "mIoU (%)", f"{pct} interval", "seed std", "seeds",
-         "predicted ms", "measured ms", "params (M)"],
+         "predicted ms", "measured ms", "params (M)", "one-shot mIoU (%)"],
         rows,
-        "llrrrrrrr",
+        "llrrrrrrrr",
     )  # fmt: skip
     s = result.get("search")
     if s:
@@ -88,6 +90,24 @@ def render_section(result: Mapping[str, Any], level: int = 2, prefix: str = "") 
             + f"; paired t-test t = {_num(d['t'])}, p = {_num(d['t_p'], 3)}; Wilcoxon "
             f"signed-rank W = {_num(d['wilcoxon'], 1)}, p = {_num(d['wilcoxon_p'], 3)}.",
         ]
+    o = result.get("one_shot")
+    if o:
+        lines += [
+            "",
+            f"One-shot scores: {o['weights']}, each architecture run as one single path"
+            + (
+                f" after re-estimating its batch-norm statistics on {o['bn_images']} training "
+                "images"
+                if o["bn_images"]
+                else ""
+            )
+            + f", on the {o['split']} split; against the trained mean mIoU of the {o['n']} "
+            f"architectures scored: Kendall tau = {_num(o['kendall_tau'])} "
+            f"(p = {_num(o['kendall_p'], 3)}), Spearman rho = {_num(o['spearman_rho'])} "
+            f"(p = {_num(o['spearman_p'], 3)}).",
+        ]
+        lines += [f"- {m}: {'; '.join(v)}." for m, v in o.get("overruled", {}).items()]
+        lines += [f"- {m}: not scored, {why}." for m, why in o.get("not_scored", {}).items()]
     sp = result.get("spread") or {}
     lines += [
         "",
@@ -161,6 +181,36 @@ def plot_distillation(result: Mapping[str, Any], path: str | os.PathLike) -> Pat
     return _save_png(fig, path)
 
 
+def plot_one_shot(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Each scored architecture's one-shot mIoU against its trained mean mIoU (with its
+    interval), the searched and published students marked."""
+    fig = _new_figure(5.2, 4.4)
+    ax = fig.add_subplot(1, 1, 1)
+    o = result["one_shot"]
+    colors = {"random": "tab:gray", "searched": "tab:red", "published": "tab:blue"}
+    for key in o["models"]:
+        m = result["models"][key]
+        mean, ci = 100 * m["miou"]["mean"], m["miou"]["ci"]
+        err = None if ci is None else [[mean - 100 * ci[0]], [100 * ci[1] - mean]]
+        ax.errorbar(
+            [100 * m["one_shot_miou"]], [mean], yerr=err, fmt="o" if m["kind"] == "random"
+            else "*", color=colors.get(m["kind"], "black"), capsize=3,
+            markersize=6 if m["kind"] == "random" else 11,
+        )  # fmt: skip
+        if m["kind"] != "random":
+            ax.annotate(key, (100 * m["one_shot_miou"], mean), textcoords="offset points",
+                        xytext=(6, 4), fontsize=8)  # fmt: skip
+    ax.set_xlabel("one-shot mIoU (%), supernet weights")
+    ax.set_ylabel(f"trained mIoU (%), mean and {100 * result['confidence']:g}% interval")
+    ax.set_title(
+        f"Kendall tau {_num(o['kendall_tau'])}, Spearman rho {_num(o['spearman_rho'])}",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save_png(fig, path)
+
+
 def write_study(result: dict[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write the plots, ``study.json`` and ``study.md`` in ``out_dir`` (atomically); the
     result gains ``plots`` and ``conclusions``. Returns (json path, md path)."""
@@ -170,6 +220,9 @@ def write_study(result: dict[str, Any], out_dir: str | os.PathLike) -> tuple[Pat
     if result.get("distillation"):
         plots["study_distillation"] = PLOTS["study_distillation"]
         plot_distillation(result, out / plots["study_distillation"])
+    if (result.get("one_shot") or {}).get("models"):
+        plots["study_one_shot"] = PLOTS["study_one_shot"]
+        plot_one_shot(result, out / plots["study_one_shot"])
     result["plots"] = plots
     result["conclusions"] = conclusions(result, result["confidence"])
     text = "\n".join(["# fasterseg study", "", *render_section(result, level=2)]) + "\n"

@@ -33,6 +33,39 @@ log = logging.getLogger(__name__)
 SEARCHED, DISTILLED, PUBLISHED = "searched", "searched_distilled", "published"
 
 
+def random_student(
+    space: SpaceConfig, rng: random.Random, lasts: tuple[int, ...], *, name: str = "random"
+) -> Genotype:
+    """A random student of ``space`` that is a single path of its supernet, drawn with
+    ``rng``: an operator for every cell (never ``skip``: a derived network has none) and a
+    width for every searched output, then for each branch of ``lasts`` its down layers,
+    uniformly. Branches that pass one cell run its operator and width, as in the supernet, so
+    the supernet can score the result with its shared weights (:func:`fasterseg.decode.encode`).
+    Paths that would enter one cell from two inputs are drawn again."""
+    from ..arch import role_widths
+    from ..decode import random_one_hot, trace, with_paths
+    from ..errors import GenotypeError
+
+    L, ops, choices = space.layers, tuple(space.ops), tuple(space.width_choices)
+    stem_w, head_w = role_widths(space, "student")
+    arch = random_one_hot(
+        L, ops, choices, rng, allowed_ops=[o for o in ops if o != "skip"] or list(ops)
+    )
+    while True:
+        paths = []
+        for last in lasts:
+            downs = set(rng.sample(range(L - 1), last))
+            paths.append([sum(d < i for d in downs) for i in range(L)])
+        try:
+            pinned = with_paths(arch, paths, ops=ops, width_choices=choices)
+        except GenotypeError:
+            continue
+        return trace(
+            pinned, lasts, name=name, ops=ops, fch=space.fch, stem_width=stem_w,
+            head_width=head_w, width_choices=choices,
+        )  # fmt: skip
+
+
 def sample_matched(
     space: SpaceConfig,
     latency_of: Callable[[Genotype], float],
@@ -42,13 +75,10 @@ def sample_matched(
     seed: int = 0,
     max_draws: int = 10000,
 ) -> tuple[list[Genotype], int]:
-    """``count`` random student architectures of ``space`` whose ``latency_of`` lies in
-    ``window_ms`` (inclusive), drawn with ``random.Random(seed)``: operators, paths that obey
-    the space's down-sampling rules, widths, and the branch pair (2, 0) or (2, 1) with equal
-    chance. Returns them with the number of draws it took; raises ConfigError naming the
-    window when ``max_draws`` draws were not enough."""
-    from ..latency.enumerate import random_genotype
-
+    """``count`` random student architectures of ``space`` (:func:`random_student`, with the
+    branch pair (2, 0) or (2, 1) at equal chance) whose ``latency_of`` lies in ``window_ms``
+    (inclusive), drawn with ``random.Random(seed)``. Returns them with the number of draws it
+    took; raises ConfigError naming the window when ``max_draws`` draws were not enough."""
     rng = random.Random(seed)
     low, high = window_ms
     kept: list[Genotype] = []
@@ -61,10 +91,9 @@ def sample_matched(
                 "widen the window with study.latency_tolerance or raise study.max_draws"
             )
         draws += 1
-        geno = random_genotype(
-            space, rng, role="student", lasts=(2, rng.choice((0, 1))),
-            name=f"random-{len(kept):02d}",
-        )  # fmt: skip
+        geno = random_student(
+            space, rng, (2, rng.choice((0, 1))), name=f"random-{len(kept):02d}"
+        )
         if low <= latency_of(geno) <= high:
             kept.append(geno)
     return kept, draws
@@ -133,7 +162,7 @@ def run_study(
 
     plan_path = out / "study" / "plan.json"
     fixed = _read_json(plan_path)
-    if fixed is not None and fixed.get("settings") != _plan_settings(pcfg, done.student_arch):
+    if fixed is not None and not _same_plan(fixed.get("settings"), pcfg, done.student_arch):
         raise ConfigError(
             f"{plan_path}: this study was planned with other study settings or another searched "
             "student; use a new --out folder"
@@ -187,6 +216,7 @@ def run_study(
             )
         )  # fmt: skip
         atomic_write_json(speeds_path, speeds)
+    one_shot = _one_shot(done, genotypes, sc.one_shot_bn_images, say)
     models = {}
     for model, values in per_model.items():
         arch = SEARCHED if model == DISTILLED else model
@@ -199,12 +229,14 @@ def run_study(
             "macs": sp["macs"],
             "latency_ms_predicted": fixed["predicted_ms"][arch],
             "latency_ms_measured": sp["latency_ms_measured"],
+            "one_shot_miou": one_shot[arch].get("miou"),
             "genotype": geno.to_dict(),
         }
     result: dict[str, Any] = {
         "title": "fasterseg study",
         "seeds": list(sc.seeds),
         "confidence": sc.confidence,
+        "alpha": sc.alpha,
         "resolution": [h, w],
         "metric": "validation mIoU after the last training epoch",
         "sampling": fixed["sampling"],
@@ -214,6 +246,7 @@ def run_study(
             per_model[SEARCHED], [models[n]["miou"]["mean"] for n in random_names], sc.alpha
         ),
         "spread": spread({n: per_model[n] for n in random_names}),
+        "one_shot": _one_shot_ranking(one_shot, models),
         "distillation": (
             {
                 **paired_effect(per_model[DISTILLED], per_model[SEARCHED], sc.confidence),
@@ -236,9 +269,93 @@ def run_study(
     return result
 
 
+def _one_shot(
+    done: Any, genotypes: dict[str, Genotype], bn_images: int, say: Callable[[str], None]
+) -> dict:
+    """Each architecture's one-shot mIoU (:func:`fasterseg.engine.search.one_shot_miou`: the
+    search's last supernet weights, no retraining, batch-norm statistics re-estimated on the
+    first ``bn_images`` training images) on the validation split the trained models are
+    scored on, or why it has none; kept in ``study/one_shot.json`` and read back."""
+    from ..pipeline import _read_json
+
+    path = done.out / "study" / "one_shot.json"
+    scores = _read_json(path) or {}
+    todo = {
+        k: g for k, g in genotypes.items() if (scores.get(k) or {}).get("requested") != bn_images
+    }
+    if not todo:
+        return scores
+    from ..engine.checkpoint import load_checkpoint
+    from ..engine.common import resolve_device
+    from ..engine.run import val_dataset, whole_images
+    from ..engine.search import one_shot_miou
+    from ..errors import GenotypeError
+    from ..space import SuperNet
+
+    ckpt = done.out / "search" / "checkpoint.pt"
+    if not ckpt.is_file():  # not kept, so not cached: a restored checkpoint is used next time
+        say(f"study: {ckpt} is missing, so no architecture gets a one-shot score")
+        why = f"{ckpt} is missing: no supernet weights to score with"
+        return {**scores, **{k: {"miou": None, "why_none": why} for k in todo}}
+    say(f"study: scoring {len(todo)} architectures with the supernet's weights ({ckpt})")
+    device = resolve_device(done.search_cfg.runtime.device)
+    net = SuperNet(done.search_cfg.space)
+    net.load_state_dict(load_checkpoint(ckpt, map_location=device)["model"])
+    net.to(device)
+    cfg = done.train_cfg
+    dataset = val_dataset(cfg)
+    train_images = whole_images(cfg, cfg.data.train_split)
+    calib = range(min(bn_images, len(train_images)))
+    for name, geno in todo.items():
+        try:
+            scores[name] = one_shot_miou(
+                net, geno, dataset, device, calibration=train_images if bn_images else None,
+                calibration_indices=calib,
+            )  # fmt: skip
+        except GenotypeError as exc:
+            scores[name] = {"miou": None, "why_none": str(exc)}
+        scores[name]["requested"] = bn_images
+    atomic_write_json(path, scores)
+    return scores
+
+
+def _one_shot_ranking(one_shot: dict[str, dict], models: dict[str, dict]) -> dict[str, Any]:
+    """Kendall's tau and Spearman's rho between the one-shot and the trained mean mIoU of
+    every architecture the supernet could score (the distilled run repeats the searched
+    architecture, so it is left out)."""
+    from .stats import rank_correlation
+
+    scored = [m for m in models if m != DISTILLED and one_shot[m].get("miou") is not None]
+    trained = [models[m]["miou"]["mean"] for m in scored]
+    shot = [one_shot[m]["miou"] for m in scored]
+    return {
+        "weights": "the search's last supernet checkpoint (search/checkpoint.pt), unchanged",
+        "split": "validation",
+        "models": scored,
+        "bn_images": max((one_shot[m].get("bn_images", 0) for m in scored), default=0),
+        "overruled": {m: one_shot[m]["overruled"] for m in scored if one_shot[m]["overruled"]},
+        "not_scored": {m: v["why_none"] for m, v in one_shot.items() if v.get("miou") is None},
+        **rank_correlation(shot, trained),
+    }
+
+
+#: The study keys that decide which architectures a study draws.
+PLAN_KEYS = ("random_archs", "sample_seed", "latency_tolerance", "max_draws", "published")
+
+
 def _plan_settings(pcfg: PipelineConfig, searched: Genotype) -> dict[str, Any]:
-    """What fixes a study's plan: the study section and the searched student."""
+    """What a study's plan was drawn with: the study section and the searched student."""
     return {"study": config_to_dict(pcfg.study), "searched": searched.to_dict()}
+
+
+def _same_plan(settings: Any, pcfg: PipelineConfig, searched: Genotype) -> bool:
+    """Whether a stored plan's settings draw what ``pcfg`` would: the same searched student
+    and :data:`PLAN_KEYS` (seeds, tests and scoring may change between calls)."""
+    now = _plan_settings(pcfg, searched)
+    if not isinstance(settings, dict) or settings.get("searched") != now["searched"]:
+        return False
+    old = settings.get("study") or {}
+    return all(old.get(k) == now["study"][k] for k in PLAN_KEYS)
 
 
 def _table(done: Any, genotypes: dict[str, Genotype]) -> Any:

@@ -120,7 +120,12 @@ def _ci_of(d: np.ndarray, confidence: float) -> dict[str, Any]:
 
 
 def rank_correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
-    """Kendall's tau and Spearman's rho of two rankings, with their two-sided p-values."""
+    """Kendall's tau and Spearman's rho of two rankings, with their two-sided p-values; all
+    None below two pairs, where no ranking is defined."""
+    if len(x) < 2:
+        return {k: None for k in ("kendall_tau", "kendall_p", "spearman_rho", "spearman_p")} | {
+            "n": len(x)
+        }
     tau = stats.kendalltau(x, y)
     rho = stats.spearmanr(x, y)
     return {
@@ -134,7 +139,8 @@ def rank_correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
 
 def conclusions(result: Mapping[str, Any], confidence: float = 0.95) -> list[str]:
     """The report's sentences that draw conclusions, written from the numbers of a study
-    result (``search``, ``distillation``, ``spread``, ``chance_miou``, ``models``)."""
+    result (``search``, ``distillation``, ``one_shot``, ``spread``, ``chance_miou``,
+    ``models``)."""
     pct = f"{100 * confidence:g}%"
     lines = []
     s = result.get("search")
@@ -179,6 +185,22 @@ def conclusions(result: Mapping[str, Any], confidence: float = 0.95) -> list[str
             )
             + f" (paired t-test p = {_p(d['t_p'])}, Wilcoxon signed-rank p = "
             f"{_p(d['wilcoxon_p'])})."
+        )
+    o = result.get("one_shot")
+    if o and o.get("kendall_tau") is not None:
+        level = f"{100 * result['alpha']:g}%"
+        sig = o["kendall_p"] is not None and o["kendall_p"] <= result["alpha"]
+        sign = "positive" if o["kendall_tau"] > 0 else "negative"
+        lines.append(
+            f"The supernet's one-shot mIoU against the trained mIoU of the {o['n']} "
+            f"architectures it scored: Kendall tau = {o['kendall_tau']:.2f} "
+            f"(p = {_p(o['kendall_p'])}), "
+            + (
+                f"a significant {sign} rank correlation at the {level} level"
+                if sig
+                else f"no significant rank correlation at the {level} level"
+            )
+            + "."
         )
     sp = result.get("spread")
     if sp and sp.get("seed_std") is not None and sp.get("between_std") is not None:
