@@ -94,7 +94,7 @@ class MixedOp(nn.Module):
             for n in op_names
         )
 
-    def forward(self, x: Tensor, weights: Tensor, c_out: int) -> Tensor:
+    def forward(self, x: Tensor, weights: Tensor | Sequence[float], c_out: int) -> Tensor:
         """x (N, C, H, W), weights (P,) -> (N, c_out, H/stride, W/stride)."""
         return sum(w * op(x, c_out) for w, op in zip(weights, self.ops) if not _inactive(w))
 
@@ -104,7 +104,7 @@ def _inactive(weight: Tensor | float) -> bool:
     gradient is wanted, so it is not computed. Softmax weights are never exactly zero; the
     one-hot weights of a single path (one-shot scoring) are, and skipping them runs one
     operator per cell instead of all."""
-    return not torch.is_grad_enabled() and float(weight) == 0.0
+    return not torch.is_grad_enabled() and weight == 0.0
 
 
 class Cell(nn.Module):
@@ -330,6 +330,11 @@ class SuperNet(nn.Module):
         mods = self.roles[role.value]
         alphas = [F.softmax(a, dim=-1) for a in self.alphas(role)]
         betas = [F.softmax(b, dim=-1) for b in self.betas(role)]
+        if not torch.is_grad_enabled():
+            # plain numbers: one transfer per forward, not one per term, to tell the zero
+            # weights (:func:`_inactive`); a float scales a tensor exactly as its 0-dim twin
+            alphas = [a.tolist() for a in alphas]
+            betas = [b.tolist() for b in betas]
 
         # keep[s] / down[s]: previous layer's outputs at scale s, with their width gates.
         keep: dict[int, tuple[Tensor, Tensor | float]] = {0: (mods.stem(x), 1.0)}
