@@ -486,6 +486,12 @@ OFF = -1e4
 def one_hot(arch: ArchParams, ops: Sequence[str], width_choices: Sequence[float]) -> ArchParams:
     """The argmax of every row of ``arch`` as one-hot logits (0 for the choice, :data:`OFF`
     for the others); ties go to the first maximum, as everywhere in decoding."""
+    p = _hot(arch, ops, width_choices)
+    return ArchParams(alphas=p.alphas, betas=p.betas, ratios=p.ratios)
+
+
+def _hot(arch: ArchParams, ops: Sequence[str], width_choices: Sequence[float]) -> _Params:
+    """:func:`one_hot` of the validated ``arch``, as fresh arrays a caller may edit."""
     p = _prepare(arch, ops, width_choices)
 
     def hot(a: np.ndarray) -> np.ndarray:
@@ -493,11 +499,23 @@ def one_hot(arch: ArchParams, ops: Sequence[str], width_choices: Sequence[float]
         out[np.arange(len(a)), np.argmax(a, axis=-1)] = 0.0
         return out
 
-    return ArchParams(
+    return _Params(
         alphas=tuple(hot(a) for a in p.alphas),
         betas=tuple(hot(b) for b in p.betas),
         ratios=None if p.ratios is None else tuple(hot(r) for r in p.ratios),
+        num_layers=p.num_layers,
     )
+
+
+def _entered(path: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(layer, scale, column) of every cell on ``path`` (input scales per layer) that has a
+    path weight: its beta row ``betas[scale - 1][layer - scale - 1]`` and the column the path
+    enters by (0 from the finer scale's down output, 1 from the same scale's keep)."""
+    return [
+        (i, s, 0 if path[i - 1] < s else 1)
+        for i, s in enumerate(path)
+        if 0 < s < i  # /8 cells and each scale's first cell read one input only
+    ]
 
 
 def random_one_hot(
@@ -541,19 +559,15 @@ def with_paths(
     supernet's ``L`` layers, each starting at /8 and rising by at most one per layer) read the
     input their path comes from, so that :func:`trace` follows them. Raises GenotypeError
     naming the cell where two paths arrive from different inputs."""
-    p = _prepare(one_hot(arch, ops, width_choices), ops, width_choices)
-    betas = [b.copy() for b in p.betas]
+    p = _hot(arch, ops, width_choices)
+    betas = p.betas
     chosen: dict[tuple[int, int], int] = {}
     for n, path in enumerate(paths):
         path = list(path)
         steps_ok = all(0 <= b - a <= 1 for a, b in zip(path, path[1:]))
         if len(path) != p.num_layers or not path or path[0] != 0 or not steps_ok:
             raise GenotypeError(f"path {n}: {path} is no path of {p.num_layers} layers from /8")
-        for i in range(1, len(path)):
-            s = path[i]
-            if s == 0 or i == s:
-                continue
-            col = 0 if path[i - 1] < s else 1
+        for i, s, col in _entered(path):
             if chosen.setdefault((i, s), col) != col:
                 raise GenotypeError(
                     f"path {n} enters the cell of layer {i} at /{8 * 2**s} from another input "
@@ -561,7 +575,7 @@ def with_paths(
                 )
             betas[s - 1][i - s - 1] = OFF
             betas[s - 1][i - s - 1, col] = 0.0
-    return ArchParams(alphas=p.alphas, betas=tuple(betas), ratios=p.ratios)
+    return ArchParams(alphas=p.alphas, betas=betas, ratios=p.ratios)
 
 
 def _input_from_down(betas: tuple[np.ndarray, np.ndarray], layer: int, scale: int) -> bool:
@@ -589,7 +603,7 @@ def trace(
     heads at ``lasts``: each branch followed back from its last cell along each cell's input,
     its operators and widths those of the cells and outputs it passes. No layer is removed
     (a ``skip`` stays a layer), so ``encode`` of the result reproduces the path exactly."""
-    p = _prepare(one_hot(arch, ops, width_choices), ops, width_choices)
+    p = _hot(arch, ops, width_choices)
     L = p.num_layers
     branches = []
     for last in lasts:
@@ -664,11 +678,9 @@ def encode(
     raises GenotypeError naming the cell; with a list, the earlier branch's choice stands
     and a line naming the cell is appended. A branch that is no path of a supernet with
     ``base``'s layers always raises GenotypeError."""
-    p = _prepare(one_hot(base, ops, width_choices), ops, width_choices)
+    p = _hot(base, ops, width_choices)
     L = p.num_layers
-    alphas = [a.copy() for a in p.alphas]
-    betas = [b.copy() for b in p.betas]
-    ratios = None if p.ratios is None else [r.copy() for r in p.ratios]
+    alphas, betas, ratios = p.alphas, p.betas, p.ratios
     if ratios is None and any(w != 1.0 for br in geno.branches for w in br.widths[:-1]):
         raise GenotypeError(f"genotype {geno.name!r}: widths below 1.0 need width parameters")
     pinned: dict[tuple[str, int, int], tuple[int, int]] = {}  # (kind, s, row) -> (choice, b)
@@ -694,6 +706,7 @@ def encode(
                 f"genotype {geno.name!r}: branch {b} runs {len(layers)} of {L} layers"
             )
         path = [s for _, s, _ in layers]
+        entered = {i: col for i, _, col in _entered(path)}
         for i, s, op in layers:
             name = SKIP if op is None else op
             if name not in op_index:
@@ -702,18 +715,15 @@ def encode(
                 )
             at = f"layer {i} at /{8 * 2**s}"
             pin(alphas[s], "alpha", s, i - s, op_index[name], b, f"the operator of {at}")
-            if s > 0 and i > s:
-                pin(betas[s - 1], "beta", s, i - s - 1, 0 if path[i - 1] < s else 1, b,
-                    f"the input of {at}")  # fmt: skip
+            if i in entered:
+                pin(betas[s - 1], "beta", s, i - s - 1, entered[i], b, f"the input of {at}")
             out = path[i + 1] if i + 1 < L else s
             if ratios is not None and i < L - 1:
                 k = _width_index(branch, layers, i, width_choices, geno)
                 if k is not None:
                     pin(ratios[out], "ratio", out, ratio_row(out, i), k, b,
                         f"the width of layer {i}'s output at /{8 * 2 ** out}")  # fmt: skip
-    return ArchParams(
-        alphas=tuple(alphas), betas=tuple(betas), ratios=None if ratios is None else tuple(ratios)
-    )
+    return ArchParams(alphas=alphas, betas=betas, ratios=ratios)
 
 
 def _width_index(

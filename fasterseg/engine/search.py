@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import distributed as dist
+from ..arch import NUM_SCALES
 from ..config import BudgetConfig, Config, ReferenceConfig, SelectionConfig, config_to_dict
 from ..data.datasets import SegmentationFolder
 from ..data.transforms import endless_loader
@@ -230,10 +231,8 @@ def evaluate_heads(
     widths = net.sample_widths(role, WidthMode.ARGMAX)
     for j in dist.shard(len(order)):
         image, mask = dataset[order[j]]
-        x = image.unsqueeze(0).to(device, dtype=next(net.parameters()).dtype)
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % 32, (-w) % 32
-        outs = net(F.pad(x, (0, pw, 0, ph)), role, widths)
+        h, w = image.shape[-2:]
+        outs = net(_padded(image, net, device), role, widths)
         for name, o in zip(HEAD_NAMES, outs):
             o = F.interpolate(o, scale_factor=8, mode="bilinear", align_corners=True)
             confs[name].update(o[..., :h, :w].argmax(dim=1)[0], mask.to(device))
@@ -242,8 +241,17 @@ def evaluate_heads(
     return {name: float(c.compute()["miou"]) for name, c in confs.items()}
 
 
-#: The head that scores a genotype by the scales its branches end at (sorted).
-GENOTYPE_HEAD = {(0,): "8s", (1,): "16s", (2,): "32s", (0, 2): "8s_32s", (1, 2): "16s_32s"}
+def _padded(image: Tensor, net: SuperNet, device: torch.device) -> Tensor:
+    """A whole (3, H, W) image as a batch of one, padded right and below to multiples of 32
+    (the supernet's coarsest stride), in the supernet's dtype on ``device``."""
+    x = image.unsqueeze(0).to(device, dtype=next(net.parameters()).dtype)
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, (-w) % 32, 0, (-h) % 32))
+
+
+#: The head that scores a genotype by the scales its branches end at, coarsest first: a
+#: branch pair's head as the search scores it, a single branch's own head.
+GENOTYPE_HEAD = {**{(s,): HEAD_NAMES[s] for s in range(NUM_SCALES)}, **PAIR_HEAD}
 
 
 def one_shot_miou(
@@ -271,7 +279,7 @@ def one_shot_miou(
     Returns ``{"miou", "overruled", "bn_images"}``: ``overruled`` names the cells where two
     branches disagreed and the earlier one's choice ran (see :func:`encode`). Raises
     GenotypeError when ``geno`` is no path of ``net`` or its branch scales have no head."""
-    lasts = tuple(sorted(b.last_scale for b in geno.branches))
+    lasts = tuple(sorted((b.last_scale for b in geno.branches), reverse=True))
     if lasts not in GENOTYPE_HEAD:
         raise GenotypeError(
             f"genotype {geno.name!r}: no supernet head reads branches ending at "
@@ -314,9 +322,7 @@ def _recalibrate_batch_norm(
     order = list(range(len(dataset))) if indices is None else list(indices)
     with torch.no_grad():
         for i in order:
-            x = dataset[i][0].unsqueeze(0).to(device, dtype=next(net.parameters()).dtype)
-            h, w = x.shape[-2:]
-            net(F.pad(x, (0, (-w) % 32, 0, (-h) % 32)), role, widths)
+            net(_padded(dataset[i][0], net, device), role, widths)
     net.eval()
     return len(order)
 
