@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from .config import SpaceConfig
 
 __all__ = [
+    "MIN_SIDE",
     "NUM_SCALES",
+    "OUTPUT_STRIDE",
     "cell_inputs",
     "cell_scales",
     "channels",
@@ -28,12 +30,38 @@ __all__ = [
     "ratio_rows",
     "role_widths",
     "scale_rate",
+    "side_problem",
     "stem_channels",
 ]
 
 T = TypeVar("T")
 
 NUM_SCALES = 3
+#: The coarsest branch runs at /32, so an input side must divide by 32 ...
+OUTPUT_STRIDE = 32
+#: ... and be at least 64: the down-up operators halve the /32 feature once more, and a side
+#: of 1 there would halve to nothing.
+MIN_SIDE = 2 * OUTPUT_STRIDE
+
+
+def side_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a side of a network's input (None when it can): the sides of
+    every crop, table resolution and export size are multiples of :data:`OUTPUT_STRIDE` and at
+    least :data:`MIN_SIDE`."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return f"must be a positive integer, got {value!r}"
+    if value % OUTPUT_STRIDE:
+        near = max(MIN_SIDE, round(value / OUTPUT_STRIDE) * OUTPUT_STRIDE)
+        return (
+            f"must be a multiple of {OUTPUT_STRIDE} (the network's output stride), got {value} "
+            f"(nearest: {near})"
+        )
+    if value < MIN_SIDE:
+        return (
+            f"must be at least {MIN_SIDE} (the down-up operators halve the /{OUTPUT_STRIDE} "
+            f"feature), got {value}"
+        )
+    return None
 
 
 def nf(rate: int, width: float, fch: int) -> int:

@@ -103,12 +103,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- profile
 def _cmd_profile(args: argparse.Namespace) -> int:
+    from .arch import side_problem
     from .models import load_genotype
     from .profile import profile_genotype
 
     for name, value in (("--height", args.height), ("--width", args.width)):
-        if value % 32:
-            raise UserError(f"{name} {value} is not divisible by 32 (the network's output stride)")
+        problem = side_problem(value)
+        if problem:
+            raise UserError(f"{name} {problem}")
     table = None
     if args.lut is not None:
         from .latency import LatencyTable

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .arch import OUTPUT_STRIDE, side_problem
 from .engine.train import load_trained_model
 from .errors import ConfigError, UserError
 from .io import atomic_write
@@ -43,8 +44,6 @@ MIN_ARGMAX_AGREEMENT = 0.999
 #: Opset 11 is the first whose Resize has align_corners; 20 is the newest the TorchScript
 #: exporter writes (the dynamo exporter would need the extra onnxscript package).
 MIN_OPSET, MAX_OPSET = 11, 20
-#: The network downsamples by 32: other sizes would be cropped or misaligned in the fusions.
-SIZE_MULTIPLE = 32
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
@@ -64,13 +63,9 @@ def _import_onnx() -> Any:
 
 
 def _check_size(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"export {name} must be a positive integer, got {value!r}")
-    if value % SIZE_MULTIPLE:
-        raise ConfigError(
-            f"export {name} must be a multiple of {SIZE_MULTIPLE}, got {value} "
-            f"(nearest: {max(SIZE_MULTIPLE, round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE)})"
-        )
+    problem = side_problem(value)
+    if problem:
+        raise ConfigError(f"export {name} {problem}")
     return value
 
 
@@ -112,12 +107,13 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> dict[str, fl
 
 def _verification_shapes(height: int, width: int, dynamic: bool) -> list[tuple[int, int, int]]:
     """(N, H, W) inputs to verify on: the export size, and for a dynamic export a second batch
-    size and image size (half, or one step of 32 larger where half is not a multiple of 32)."""
+    size and image size (half, or one step of 32 larger where half could not enter the
+    network)."""
     shapes = [(1, height, width)]
     if dynamic:
         h, w = height // 2, width // 2
-        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-            h, w = height + SIZE_MULTIPLE, width + SIZE_MULTIPLE
+        if side_problem(h) or side_problem(w):
+            h, w = height + OUTPUT_STRIDE, width + OUTPUT_STRIDE
         shapes.append((2, h, w))
     return shapes
 

@@ -170,14 +170,18 @@ CASES = [
     ("training crop not divisible by 32",
      lambda e: ["train", "--config", str(e / "good.yaml"), "--arch", "fasterseg-student",
                 "--out", str(e / "o"), "--data", str(e / "data"), "data.crop=[100,128]"],
-     "data.crop [100, 128]: training crops must be positive multiples of 32"),
+     "data.crop [100, 128]: each side must be a multiple of 32 (the network's output stride), "
+     "got 100 (nearest: 96)"),
     ("table resolution not divisible by 32",
      lambda e: ["lut", "build", "--out", str(e / "l.json"), "--height", "100", "--width", "128"],
-     "latency height must be a positive multiple of 32 (the network down-samples to /32), "
-     "got 100"),
+     "latency height must be a multiple of 32 (the network's output stride), got 100 "
+     "(nearest: 96)"),
     ("profile size not divisible by 32",
      lambda e: ["profile", "fasterseg-student", "--height", "500"],
-     "--height 500 is not divisible by 32 (the network's output stride)"),
+     "--height must be a multiple of 32 (the network's output stride), got 500 (nearest: 512)"),
+    ("profile size too small for the down-up operators",
+     lambda e: ["profile", "fasterseg-student", "--height", "32"],
+     "--height must be at least 64 (the down-up operators halve the /32 feature), got 32"),
     ("unknown operator in the config",
      lambda e: ["search", "--config", _cfg(e, "ops.yaml", "space:\n  ops: [conv, cnv]\n"),
                 "--out", str(e / "o"), "--data", str(e / "data")],

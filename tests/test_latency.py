@@ -185,9 +185,13 @@ def test_random_genotypes_share_prefixes_and_vary():
     assert ops == {"conv", "conv_downup", "conv_2x", "conv_2x_downup"}
 
 
-@pytest.mark.parametrize("size", [(100, 128), (64, 0)])
-def test_resolution_must_be_a_multiple_of_32(size):
-    with pytest.raises(ConfigError, match="multiple of 32"):
+@pytest.mark.parametrize(
+    "size, match",
+    [((100, 128), "height must be a multiple of 32"), ((64, 0), "width must be a positive"),
+     ((32, 64), "height must be at least 64")],
+)  # fmt: skip
+def test_resolution_must_be_a_side_the_networks_take(size, match):
+    with pytest.raises(ConfigError, match=match):
         space_kernels(TINY, *size)
 
 

@@ -193,7 +193,7 @@ def test_profile_cli_json(capsys):
         (["profile", "missing.json"], "missing.json: no such genotype file"),
         (
             ["profile", "fasterseg-student", "--height", "100"],
-            "--height 100 is not divisible by 32",
+            "--height must be a multiple of 32 (the network's output stride), got 100",
         ),
     ],
 )

@@ -16,7 +16,7 @@ from fasterseg.data.synth import generate_dataset
 from fasterseg.data.transforms import eval_transforms
 from fasterseg.engine.checkpoint import CheckpointError, load_checkpoint
 from fasterseg.engine.common import kaiming_init, seed_everything
-from fasterseg.engine.evaluate import evaluate
+from fasterseg.engine.evaluate import _forward_padded, evaluate
 from fasterseg.engine.train import (
     load_trained_model,
     teacher_from_checkpoint,
@@ -24,7 +24,7 @@ from fasterseg.engine.train import (
 )
 from fasterseg.errors import ConfigError, DivergedError
 from fasterseg.genotype import Branch, Genotype
-from fasterseg.models import Network
+from fasterseg.models import Network, load_genotype
 
 W = (0.5, 1.0)
 TINY = Genotype(
@@ -141,6 +141,16 @@ def test_crop_must_be_a_multiple_of_32(data, tmp_path):
     cfg = config_from_dict({"data": {"root": str(data), "crop": [60, 128]}})
     with pytest.raises(ConfigError, match=r"data.crop \[60, 128\]"):
         train(cfg, TINY, tmp_path, progress=False)
+
+
+def test_images_smaller_than_the_down_up_operators_take_are_padded():
+    # the published student runs conv_downup at /32: a 30-row image padded to 32 rows only
+    # would reach it as one row and halve to none
+    model = load_genotype("fasterseg-student")
+    assert any("downup" in op for b in model.branches for op in b.ops)
+    net = Network(model, 19).eval()
+    with torch.inference_mode():
+        assert _forward_padded(net, torch.randn(1, 3, 30, 40)).shape == (1, 19, 30, 40)
 
 
 def test_evaluate_cli_any_size_and_predictions(data, tmp_path, capsys):

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..arch import side_problem
 from ..distributed import world_size
 from ..errors import ConfigError
 
@@ -64,7 +65,10 @@ def check_global_batch(key: str, size: int) -> None:
 
 
 def check_crop(key: str, crop: Iterable[int]) -> None:
-    """Raise ConfigError unless every side of the crop ``key`` is a positive multiple of 32."""
+    """Raise ConfigError unless every side of the crop ``key`` can enter the networks
+    (:func:`~fasterseg.arch.side_problem`)."""
     crop = list(crop)
-    if any(v <= 0 or v % 32 for v in crop):
-        raise ConfigError(f"{key} {crop}: training crops must be positive multiples of 32")
+    for value in crop:
+        problem = side_problem(value)
+        if problem:
+            raise ConfigError(f"{key} {crop}: each side {problem}")

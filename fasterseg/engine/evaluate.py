@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from .. import distributed as dist
+from ..arch import MIN_SIDE, OUTPUT_STRIDE
 from ..config import config_from_dict
 from ..data.datasets import SegmentationFolder, build_dataset
 from ..data.transforms import eval_transforms
@@ -28,7 +29,6 @@ from ..progress import progress_bar
 from .checkpoint import load_checkpoint, load_trained_model
 from .common import resolve_device
 
-STRIDE = 32
 #: Sub-folders of ``save_predictions``: the labelId PNGs (the Cityscapes submission format)
 #: and the colour PNGs apart, because cityscapesscripts searches its prediction folder
 #: recursively and stops at a second PNG that matches a ground-truth image.
@@ -37,14 +37,19 @@ COLOR_DIR = "color"
 
 
 def _forward_padded(model: nn.Module, image: Tensor) -> Tensor:
-    """Logits (N, C, H, W) for an image of any size: pad right/bottom to a multiple of 32."""
+    """Logits (N, C, H, W) for an image of any size: pad right/bottom to a side the networks
+    take (a multiple of 32, at least 64)."""
     h, w = image.shape[-2:]
-    ph, pw = (-h) % STRIDE, (-w) % STRIDE
+    ph, pw = _padded_side(h) - h, _padded_side(w) - w
     x = F.pad(image, (0, pw, 0, ph)) if ph or pw else image
     out = model(x)
     if isinstance(out, (tuple, list)):
         out = out[0]
     return out[..., :h, :w]
+
+
+def _padded_side(side: int) -> int:
+    return max(MIN_SIDE, -(-side // OUTPUT_STRIDE) * OUTPUT_STRIDE)
 
 
 def _starts(size: int, window: int, stride: int) -> list[int]:
@@ -86,11 +91,12 @@ def _forward_windows(
 
 
 def check_window(window: Sequence[int] | None, overlap: float) -> tuple[int, int] | None:
-    """Validate a sliding window (two positive multiples of 32) and its overlap in [0, 1)."""
+    """Validate a sliding window (two positive multiples of 32: a tile is never padded, except
+    up to the 64 the down-up operators need) and its overlap in [0, 1)."""
     if window is None:
         return None
     win = tuple(int(v) for v in window)
-    if len(win) != 2 or any(v <= 0 or v % STRIDE for v in win):
+    if len(win) != 2 or any(v <= 0 or v % OUTPUT_STRIDE for v in win):
         raise ValueError(f"window {list(window)}: give height and width, positive multiples of 32")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"window overlap {overlap} must be in [0, 1)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ..arch import NUM_SCALES, channels, role_widths, stem_channels
+from ..arch import NUM_SCALES, channels, role_widths, side_problem, stem_channels
 from ..config import SpaceConfig
 from ..errors import ConfigError
 from ..genotype import Branch, Genotype, scale_rate
@@ -13,13 +13,12 @@ from .spec import CONCAT, FFM, FUSION, HEAD, STEM, OpSpec
 
 
 def check_resolution(height: int, width: int) -> None:
-    """Raise ConfigError unless both sizes are positive multiples of 32 (the /32 branch)."""
+    """Raise ConfigError unless both sizes can enter the networks
+    (:func:`~fasterseg.arch.side_problem`)."""
     for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value % 32:
-            raise ConfigError(
-                f"latency {name} must be a positive multiple of 32 (the network down-samples "
-                f"to /32), got {value!r}"
-            )
+        problem = side_problem(value)
+        if problem:
+            raise ConfigError(f"latency {name} {problem}")
 
 
 def stem_spec(
