@@ -262,6 +262,54 @@ def test_networks_timed_only_under_load_leave_no_calibration(tmp_path, monkeypat
     assert any("self-check failed" in r.getMessage() for r in caplog.records)
 
 
+def test_kernels_timed_only_under_load_are_marked_and_timed_again_by_the_next_build(
+    tmp_path, monkeypatch, caplog
+):
+    specs = space_kernels(TINY, H, W)[:6]
+    loaded = {specs[1].key(): 5.0, specs[4].key(): 0.5}  # kernel -> ms added by the load
+    calls: list[str] = []
+
+    def timer(module, inputs, **settings):
+        key = module.spec_key
+        calls.append(key)
+        extra = loaded.get(key)
+        return Measurement(1.0 + (extra or 0.0), 0.0, 1, disturbed=extra is not None)
+
+    real_build = build_mod.build_module
+
+    def tagged(spec):
+        module = real_build(spec)
+        module.spec_key = spec.key()
+        return module
+
+    monkeypatch.setattr(build_mod, "build_module", tagged)
+    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(timer))
+    caplog.set_level(logging.WARNING, logger="fasterseg.latency.build")
+    settings = _settings(tmp_path, check_networks=0)
+    build_table(settings, space=TINY, specs=specs, progress=False)
+    assert any("2 of 6 kernels could only be timed" in r.getMessage() for r in caplog.records)
+    stored = json.loads((tmp_path / "lut.json").read_text())["entries"]
+    assert {k for k, v in stored.items() if v.get("disturbed")} == set(loaded)
+    assert all("disturbed" not in v for k, v in stored.items() if k not in loaded)
+    table = LatencyTable.load(tmp_path / "lut.json")
+    assert "disturbed: 2 entries" in table.summary()
+
+    # the next build times exactly those two: one is quiet now (its clean timing replaces the
+    # loaded one), the other is still loaded and slower than before (the faster one stays)
+    calls.clear()
+    loaded = {specs[4].key(): 2.0}
+    table = build_table(settings, space=TINY, specs=specs, progress=False)
+    assert sorted(calls) == sorted([specs[1].key(), specs[4].key()])
+    assert table.get(specs[1]) == Measurement(1.0, 0.0, 1) and not table.get(specs[1]).disturbed
+    assert table.get(specs[4]).ms == 1.5 and table.get(specs[4]).disturbed  # the faster kept
+    # nothing disturbed is left to time once a quiet build has run
+    loaded = {}
+    build_table(settings, space=TINY, specs=specs, progress=False)
+    calls.clear()
+    table = build_table(settings, space=TINY, specs=specs, progress=False)
+    assert calls == [] and not any(m.disturbed for m in table.entries.values())
+
+
 @pytest.mark.parametrize("n", [1, 2, -1])
 def test_check_networks_is_zero_or_at_least_three(tmp_path, n):
     with pytest.raises(ConfigError, match="check_networks"):

@@ -133,7 +133,8 @@ def kept_memory() -> Iterator[bool]:
 class Measurement:
     """One timing: latency ``ms`` (milliseconds; the median of the timed calls unless another
     statistic was asked for), ``std`` over the timed calls, ``n`` timed calls. ``disturbed``
-    (not stored in tables) says that every round was timed while other processes were busy."""
+    says that every round was timed while other processes were busy (a table stores it, only
+    when set, so that a later build times that kernel again)."""
 
     ms: float
     std: float
@@ -141,8 +142,12 @@ class Measurement:
     disturbed: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"ms", "std", "n"}`` as stored in a latency table."""
-        return {"ms": self.ms, "std": self.std, "n": self.n}
+        """``{"ms", "std", "n"}`` (and ``"disturbed": true`` when set) as stored in a latency
+        table."""
+        out: dict[str, Any] = {"ms": self.ms, "std": self.std, "n": self.n}
+        if self.disturbed:
+            out["disturbed"] = True
+        return out
 
 
 def resolve_threads(threads: int | None) -> int:

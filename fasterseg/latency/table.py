@@ -6,7 +6,8 @@ File format::
      "fingerprint": {"cpu": ..., "cores": ..., "threads": ..., "torch": ..., "backend": ...,
                      "backend_version": ..., "device": ..., "dtype": ..., "height": ...,
                      "width": ..., "statistic": "median", "memory": ..., ...},
-     "entries": {"<OpSpec.key()>": {"ms": float, "std": float, "n": int}, ...},
+     "entries": {"<OpSpec.key()>": {"ms": float, "std": float, "n": int,
+                                    "disturbed": true (optional)}, ...},
      "calibration": {"scale": float, "offset_ms": float, "fitted_on": int},  (optional)
      "self_check": {"networks": [{"name", "sum_ms", "measured_ms", "heldout_ms",
                                   "disturbed"}, ...],
@@ -15,7 +16,8 @@ File format::
 ``self_check`` holds the networks a build timed end to end to fit ``calibration``: each one's
 summed kernels, its measured latency and the calibration fitted on the *other* networks
 applied to its sum (``heldout_ms``, leave-one-out), so the table carries the error of its own
-predictions on networks it was not fitted to.
+predictions on networks it was not fitted to. An entry marked ``disturbed`` could only be timed
+while other processes were busy; the next build of the table times it again.
 
 The fingerprint says where and how the entries were measured. Loading a table whose
 fingerprint differs from the current device is an error unless explicitly allowed. A table
@@ -493,6 +495,12 @@ class LatencyTable:
             lo = min(self.entries.items(), key=lambda kv: kv[1].ms)
             hi = max(self.entries.items(), key=lambda kv: kv[1].ms)
             lines.append(f"total: {sum(values):.3f} ms")
+            disturbed = sum(m.disturbed for m in self.entries.values())
+            if disturbed:
+                lines.append(
+                    f"disturbed: {disturbed} entries could only be timed while other processes "
+                    "were busy; `fasterseg lut build` with the same settings times them again"
+                )
             lines.append(f"min: {lo[1].ms:.4f} ms  {lo[0]}")
             lines.append(f"max: {hi[1].ms:.4f} ms  {hi[0]}")
             noisy = sorted(
@@ -522,6 +530,9 @@ class LatencyTable:
         return "\n".join(lines)
 
 
+ENTRY_KEYS = {"ms", "std", "n", "disturbed"}
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -532,8 +543,13 @@ def _parse_entry(key: Any, value: Any, source: str) -> Measurement:
         OpSpec.from_key(key)
     except ValueError as exc:
         raise LatencyTableError(f"{where}: {exc}") from None
-    if not isinstance(value, dict) or set(value) != {"ms", "std", "n"}:
-        raise LatencyTableError(f"{where}: expected an object with 'ms', 'std' and 'n'")
+    if not isinstance(value, dict) or not {"ms", "std", "n"} <= set(value) <= ENTRY_KEYS:
+        raise LatencyTableError(
+            f"{where}: expected an object with 'ms', 'std', 'n' (and optionally 'disturbed')"
+        )
+    disturbed = value.get("disturbed", False)
+    if not isinstance(disturbed, bool):
+        raise LatencyTableError(f"{where}.disturbed: expected true or false, got {disturbed!r}")
     if not _number(value["ms"]) or value["ms"] < 0:
         raise LatencyTableError(f"{where}.ms: expected a number >= 0, got {value['ms']!r}")
     if not _number(value["std"]) or value["std"] < 0:
@@ -541,7 +557,7 @@ def _parse_entry(key: Any, value: Any, source: str) -> Measurement:
     n = value["n"]
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise LatencyTableError(f"{where}.n: expected a positive integer, got {n!r}")
-    return Measurement(ms=float(value["ms"]), std=float(value["std"]), n=n)
+    return Measurement(ms=float(value["ms"]), std=float(value["std"]), n=n, disturbed=disturbed)
 
 
 def _parse_calibration(value: Any, source: str) -> Calibration:
