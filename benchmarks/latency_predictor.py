@@ -98,7 +98,7 @@ def one_size(args: argparse.Namespace, H: int, W: int) -> dict:
         table_path.unlink()
     settings = replace(LatencyConfig(), table=str(table_path), height=H, width=W)
     given = {"threads": args.threads, "statistic": args.statistic, "min_time": args.min_time,
-             "check_networks": args.check_networks}  # fmt: skip
+             "check_networks": args.check_networks, "quiet_wait": args.quiet_wait}  # fmt: skip
     settings = replace(settings, **{k: v for k, v in given.items() if v is not None})
 
     load = busy_processes(args.background_load)
@@ -154,6 +154,7 @@ def one_size(args: argparse.Namespace, H: int, W: int) -> dict:
                 "statistic": settings.statistic,
                 "min_time": settings.min_time,
                 "check_networks": settings.check_networks,
+                "quiet_wait": settings.quiet_wait,
             },
             "calibration": None if c is None else c.to_dict(),
             "self_check": None
@@ -212,6 +213,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--statistic", choices=["median", "min"], help="default: latency's")
     parser.add_argument("--min-time", type=float, help="seconds per kernel (default: latency's)")
     parser.add_argument("--check-networks", type=int, help="default: latency.check_networks")
+    parser.add_argument(
+        "--quiet-wait", type=float, metavar="S",
+        help="seconds the build may wait for quiet to time disturbed kernels again "
+        "(default: latency.quiet_wait)",
+    )  # fmt: skip
     parser.add_argument(
         "--table-dir", type=Path, default=Path("runs/bench"),
         help="where the tables go (lut_<H>x<W>.json, rebuilt every run)",

@@ -623,10 +623,13 @@ def _add_lut(sub: _Commands) -> None:
             """\
             Time every kernel the configured search space can produce at HEIGHTxWIDTH
             (operators at every width pair, scale and stride, stems, fusion modules, heads)
-            on this device, at batch 1. Only entries missing from FILE are measured, so an
-            interrupted build resumes. Kernels are timed in interleaved rounds
-            (latency.rounds, 3): a round timed while other processes used the CPU (read from
-            /proc/stat) is timed again, and each kernel keeps its least disturbed round. A new
+            on this device, at batch 1. Only entries missing from FILE, or marked disturbed
+            there, are measured, so an interrupted build resumes. Kernels are timed in
+            interleaved rounds (latency.rounds, 3): a round timed while other processes used
+            the CPU (read from /proc/stat) is timed again, and each kernel keeps its least
+            disturbed round. Kernels none of whose rounds escaped are timed again once the
+            machine is quiet, if it becomes so within latency.quiet_wait (60) seconds; else
+            they stay marked disturbed in FILE and the next build times them again. A new
             kernel more than 10% slower than a strictly larger one of the same operator (most
             likely a disturbed timing) is measured once more and keeps the faster time. At the
             end latency.check_networks (6) random networks of the space are timed end to end:

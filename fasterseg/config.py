@@ -139,13 +139,17 @@ class DistillConfig:
 class LatencyConfig:
     """The latency lookup table: where it lives and how its entries are measured.
 
-    ``height``/``width`` is the input resolution the table is built for (multiples of 32);
+    ``height``/``width`` is the input resolution the table is built for (multiples of 32, at
+    least 64);
     ``threads`` 0 keeps torch's current thread count. Each kernel gets ``min_time`` seconds of
     timed calls, spread over ``rounds`` interleaved passes over all kernels (a load that lasts
     seconds touches one round of each, and a round timed while other processes were busy is
     timed again). ``statistic`` is the figure kept of a round's calls: ``min`` (their fastest,
     the default: other processes only ever slow a call down) or ``median``; a kernel keeps its
-    least disturbed round. At the end of a build ``check_networks`` random networks of the
+    least disturbed round. Kernels none of whose rounds escaped other processes are timed once
+    more after the machine has been quiet for a moment, if that comes within ``quiet_wait``
+    seconds (0: no waiting); those still disturbed stay marked in the table and the next build
+    times them again. At the end of a build ``check_networks`` random networks of the
     space are timed end to end (0: none), the table's calibration (measured ≈ scale * sum +
     offset) is fitted on them and its leave-one-out error stored as the table's self-check.
     ``allow_mismatch`` lets the search use a complete table measured elsewhere (another
@@ -164,7 +168,12 @@ class LatencyConfig:
     rounds: int = 3
     statistic: str = "min"
     check_networks: int = 6
+    quiet_wait: float = 60.0
     allow_mismatch: bool = False
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.quiet_wait, (int, float)) and self.quiet_wait >= 0):
+            raise ConfigError(f"latency.quiet_wait must be >= 0 seconds, got {self.quiet_wait!r}")
 
 
 #: ``search.select``: which search epoch the architecture files hold.

@@ -80,6 +80,16 @@ def assert_same_scores(ours: dict[str, Any], ref: dict[str, Any]) -> None:
             assert iou == pytest.approx(expected, abs=1e-6), name
 
 
+@pytest.fixture(autouse=True)
+def no_waiting_for_quiet(monkeypatch):
+    """A table build in a test never waits for the machine to quiet down (latency.quiet_wait):
+    CI machines are shared, and a test must not sleep. The waiting itself is tested with a
+    scripted meter (tests/test_latency_protocol.py)."""
+    import fasterseg.latency.build as build
+
+    monkeypatch.setattr(build, "wait_for_quiet", lambda *args, **kwargs: False)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One intra-op thread for a module's tests: on a shared 2-core machine two threads wait

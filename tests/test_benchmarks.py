@@ -82,7 +82,7 @@ def test_latency_predictor(tmp_path):
     samples = 4
     r = run("latency_predictor.py", "--sizes", "64x128", "--samples", samples,
             "--min-time", 0.005, "--check-networks", 3, "--table-dir", tmp_path / "luts",
-            "--background-load", 1, cwd=tmp_path)  # fmt: skip
+            "--background-load", 1, "--quiet-wait", 0, cwd=tmp_path)  # fmt: skip
     assert r["benchmark"] == "latency_predictor" and r["background_load"] == 1
     assert r["cpu"] and r["targets"] == {"within_10pct": 0.95, "kendall_tau": 0.9}
     assert list(r["sizes"]) == ["64x128"]
@@ -93,7 +93,8 @@ def test_latency_predictor(tmp_path):
     assert Path(table["path"]).is_file() and table["entries"] >= table["kernels_used"] > 0
     assert number(table["build_seconds"])
     assert table["settings"] == {"threads": 1, "rounds": 3, "statistic": "min",
-                                 "min_time": 0.005, "check_networks": 3}  # fmt: skip
+                                 "min_time": 0.005, "check_networks": 3,
+                                 "quiet_wait": 0.0}  # fmt: skip
     check = table["self_check"]
     assert isinstance(check["passed"], bool) and check["heldout_error_max_pct"] >= 0
     # with a busy process beside it the check may find its networks disturbed and then

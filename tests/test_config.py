@@ -383,6 +383,7 @@ def test_an_old_key_names_its_new_place(override: str, message: str) -> None:
         ("search.select=first", "search.select must be one of last, best, got 'first'"),
         ("search.select_portion=0", "search.select_portion must be between 0 and 1"),
         ("search.select_portion=1.0", "search.select_portion must be between 0 and 1"),
+        ("latency.quiet_wait=-1", "latency.quiet_wait must be >= 0 seconds, got -1.0"),
     ],
 )
 def test_a_bad_selection_key_is_named(override: str, message: str) -> None:

@@ -62,6 +62,8 @@ class ScriptedMeter:
     def others(self):
         return self.readings.pop(0) if self.readings else 0.0
 
+    available = True
+
 
 def _factories(names, log):
     return {n: (lambda n=n: (Recorder(n, log), torch.zeros(1))) for n in names}
@@ -308,6 +310,53 @@ def test_kernels_timed_only_under_load_are_marked_and_timed_again_by_the_next_bu
     calls.clear()
     table = build_table(settings, space=TINY, specs=specs, progress=False)
     assert calls == [] and not any(m.disturbed for m in table.entries.values())
+
+
+def test_waiting_for_quiet_polls_windows_until_one_is_calm():
+    naps = []
+    meter = ScriptedMeter([1.0, 0.9, 0.1])  # cores other processes used in each window
+    assert measure_mod.wait_for_quiet(10, meter=meter, sleep=naps.append)
+    assert naps == [measure_mod.METER_WINDOW_S] * 3  # the third window was calm
+    naps.clear()
+    assert not measure_mod.wait_for_quiet(1.2, meter=ScriptedMeter([1.0] * 9), sleep=naps.append)
+    assert sum(naps) == pytest.approx(1.5)  # windows of 0.5 s until 1.2 s had passed
+    blind = ScriptedMeter([])
+    blind.available = False
+    assert not measure_mod.wait_for_quiet(10, meter=blind, sleep=naps.append)
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_a_build_times_disturbed_kernels_again_once_the_machine_is_quiet(
+    tmp_path, monkeypatch, caplog, quiet
+):
+    specs = space_kernels(TINY, H, W)[:4]
+    state = {"busy": True}
+    waits = []
+
+    def timer(module, inputs, **settings):
+        return Measurement(3.0 if state["busy"] else 1.0, 0.0, 1, disturbed=state["busy"])
+
+    def wait(timeout):
+        waits.append(timeout)
+        state["busy"] = not quiet
+        return quiet
+
+    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(timer))
+    monkeypatch.setattr(build_mod, "wait_for_quiet", wait)
+    caplog.set_level(logging.WARNING, logger="fasterseg.latency.build")
+    settings = _settings(tmp_path, check_networks=0, quiet_wait=7.0)
+    table = build_table(settings, space=TINY, specs=specs, progress=False)
+    assert waits == [7.0]
+    assert all(table.get(s).disturbed is not quiet for s in specs)
+    assert all(table.get(s).ms == (1.0 if quiet else 3.0) for s in specs)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "waiting up to 7 s" in said
+    assert ("could only be timed" in said.split("waiting up to")[1]) is not quiet
+    # no waiting when told so
+    waits.clear()
+    build_table(_settings(tmp_path / "b", check_networks=0, quiet_wait=0), space=TINY,
+                specs=specs, progress=False)  # fmt: skip
+    assert waits == []
 
 
 @pytest.mark.parametrize("n", [1, 2, -1])

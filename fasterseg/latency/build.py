@@ -21,6 +21,7 @@ from .measure import (
     network_input,
     resolve_threads,
     time_interleaved,
+    wait_for_quiet,
 )
 from .spec import OpSpec, build_module, example_input
 from .table import CHECK_TOLERANCE, LatencyTable, SelfCheck, device_fingerprint
@@ -183,20 +184,29 @@ def build_table(
         total=len(todo) * settings.rounds,
     )  # fmt: skip
     ticks = iter(bar)
-    disturbed = 0
     for start in range(0, len(todo), max(1, save_every)):
-        timing = measure(todo[start : start + max(1, save_every)], lambda _: next(ticks, None))
-        disturbed += len(timing.disturbed)
+        measure(todo[start : start + max(1, save_every)], lambda _: next(ticks, None))
         table.save(out)
     for _ in ticks:  # the bar's last step is reported when it is left
         pass
     bar.close()
+    disturbed = [s for s in todo if table.get(s).disturbed]
+    if disturbed and settings.quiet_wait > 0:
+        log.warning(
+            "latency table %s: %d kernels could only be timed while other processes were busy; "
+            "waiting up to %g s for the machine to quiet down to time them again",
+            out, len(disturbed), settings.quiet_wait,
+        )  # fmt: skip
+        if wait_for_quiet(settings.quiet_wait):
+            measure(disturbed)
+            table.save(out)
+            disturbed = [s for s in disturbed if table.get(s).disturbed]
     if disturbed:
         log.warning(
             "latency table %s: %d of %d kernels could only be timed while other processes "
             "were busy (each kept its fastest round, and is marked so in the table); on a "
             "quieter machine run the same command again to time those again",
-            out, disturbed, len(todo),
+            out, len(disturbed), len(todo),
         )  # fmt: skip
     if recheck and todo:
         new = set(todo)
@@ -242,9 +252,9 @@ def build_table(
         (log.info if check.passed else log.warning)("latency table %s: %s", out, check.describe())
         if not check.passed:
             log.warning(
-                "latency table %s: the self-check failed; on a quieter machine rebuild it with "
-                "the same command after deleting the file, or run the command again to repeat "
-                "only the check", out,
+                "latency table %s: the self-check failed; on a quieter machine run the same "
+                "command again (it times the kernels marked disturbed again and repeats the "
+                "check), or delete the file to rebuild it all", out,
             )  # fmt: skip
     table.save(out)
     return table

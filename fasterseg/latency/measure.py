@@ -532,6 +532,25 @@ def time_interleaved(
     return Timing(out, rounds=rounds, extra=extra, others_cores_max=worst)
 
 
+def wait_for_quiet(
+    timeout: float, *, meter: CpuMeter | None = None, sleep: Callable[[float], None] = time.sleep
+) -> bool:
+    """Wait, at most ``timeout`` seconds, for a :data:`METER_WINDOW_S` window in which other
+    processes used at most :data:`DISTURBED_CORES` cores; True when one came, False at once
+    where the meter cannot read the machine's CPU time."""
+    meter = meter or CpuMeter()
+    if not meter.available:
+        return False
+    waited = 0.0
+    while waited < timeout:
+        meter.start()
+        sleep(METER_WINDOW_S)
+        waited += METER_WINDOW_S
+        if meter.others() - meter.resolution() <= DISTURBED_CORES:
+            return True
+    return False
+
+
 def measure_onnx(
     model: bytes,
     inputs: Tensor | Sequence[Tensor],
