@@ -17,7 +17,8 @@ predictors on the same samples:
 
 ``--background-load N`` runs N busy processes (``while True: pass``) for the whole table
 build and stops them before the end-to-end measurements: the table must then predict the
-latency of a quiet machine from timings taken on a busy one.
+latency of a quiet machine from timings taken on a busy one. With ``--load-seconds S`` they
+stop S seconds into the build instead (a load that passes, as another user's job does).
 
     python benchmarks/latency_predictor.py                       # 256x512 and 512x1024, 12 samples
     python benchmarks/latency_predictor.py --background-load 1   # the same beside a busy process
@@ -32,6 +33,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -73,7 +75,8 @@ def busy_processes(n: int) -> list[subprocess.Popen]:
 
 def stop(procs: list[subprocess.Popen]) -> None:
     for p in procs:
-        p.kill()
+        if p.poll() is None:
+            p.kill()
     for p in procs:
         p.wait()
 
@@ -102,11 +105,17 @@ def one_size(args: argparse.Namespace, H: int, W: int) -> dict:
     settings = replace(settings, **{k: v for k, v in given.items() if v is not None})
 
     load = busy_processes(args.background_load)
+    timer = None
+    if load and args.load_seconds is not None:
+        timer = threading.Timer(args.load_seconds, stop, [load])
+        timer.start()
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     try:
         table = build_table(settings, specs=specs, progress=sys.stderr.isatty())
     finally:
+        if timer is not None:
+            timer.cancel()
         stop(load)
     build_s = time.perf_counter() - t0
     load_during = os.getloadavg()
@@ -209,6 +218,10 @@ def main(argv: list[str] | None = None) -> dict:
         "--background-load", type=int, default=0, metavar="N",
         help="busy processes running while the table is built (stopped before the networks)",
     )  # fmt: skip
+    parser.add_argument(
+        "--load-seconds", type=float, metavar="S",
+        help="stop the busy processes S seconds into the build (default: at its end)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, help="table threads (default: latency.threads)")
     parser.add_argument("--statistic", choices=["median", "min"], help="default: latency's")
     parser.add_argument("--min-time", type=float, help="seconds per kernel (default: latency's)")
@@ -231,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "latency_predictor",
         "seed": args.seed,
         "background_load": args.background_load,
+        "load_seconds": args.load_seconds,
         "targets": TARGETS,
         "sizes": {},
     }

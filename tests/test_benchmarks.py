@@ -84,6 +84,7 @@ def test_latency_predictor(tmp_path):
             "--min-time", 0.005, "--check-networks", 3, "--table-dir", tmp_path / "luts",
             "--background-load", 1, "--quiet-wait", 0, cwd=tmp_path)  # fmt: skip
     assert r["benchmark"] == "latency_predictor" and r["background_load"] == 1
+    assert r["load_seconds"] is None  # the load lasted the whole build
     assert r["cpu"] and r["targets"] == {"within_10pct": 0.95, "kendall_tau": 0.9}
     assert list(r["sizes"]) == ["64x128"]
     s = r["sizes"]["64x128"]
