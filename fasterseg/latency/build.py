@@ -158,8 +158,10 @@ def build_table(
     ]
     todo = [*missing, *retry]
     log.info(
-        "latency table %s: %d kernels wanted, %d present, %d to measure (%d of them timed "
-        "before only under load)", out, len(wanted), len(table), len(todo), len(retry),
+        "latency table %s: %d kernels wanted, %d present, %d to measure%s", out,
+        len(dict.fromkeys(wanted)), len(table), len(todo),
+        f" ({len(retry)} of them timed before only while other processes were busy)"
+        if retry else "",
     )  # fmt: skip
 
     def timed(factories: dict, budget: float, step: Callable[[object], None] | None) -> Timing:
