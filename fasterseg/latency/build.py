@@ -226,7 +226,7 @@ def build_table(
                     faster += 1
             log.info(
                 "latency table %s: re-measured %d kernels slower than a larger sibling; "
-                "%d were faster the second time",
+                "%d of them faster the second time",
                 out, len(suspects), faster,
             )  # fmt: skip
     stale = table.self_check is None or not table.self_check.passed
