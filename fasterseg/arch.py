@@ -26,6 +26,7 @@ __all__ = [
     "has_down",
     "layer_channels",
     "nf",
+    "padded_side",
     "ratio_row",
     "ratio_rows",
     "role_widths",
@@ -62,6 +63,12 @@ def side_problem(value: object) -> str | None:
             f"feature), got {value}"
         )
     return None
+
+
+def padded_side(side: int) -> int:
+    """The smallest side of at least ``side`` pixels that a network takes (see
+    :func:`side_problem`): what an image of any size is padded to."""
+    return max(MIN_SIDE, -(-side // OUTPUT_STRIDE) * OUTPUT_STRIDE)
 
 
 def nf(rate: int, width: float, fch: int) -> int:

@@ -18,7 +18,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from .. import distributed as dist
-from ..arch import MIN_SIDE, OUTPUT_STRIDE
+from ..arch import OUTPUT_STRIDE, padded_side
 from ..config import config_from_dict
 from ..data.datasets import SegmentationFolder, build_dataset
 from ..data.transforms import eval_transforms
@@ -40,16 +40,12 @@ def _forward_padded(model: nn.Module, image: Tensor) -> Tensor:
     """Logits (N, C, H, W) for an image of any size: pad right/bottom to a side the networks
     take (a multiple of 32, at least 64)."""
     h, w = image.shape[-2:]
-    ph, pw = _padded_side(h) - h, _padded_side(w) - w
+    ph, pw = padded_side(h) - h, padded_side(w) - w
     x = F.pad(image, (0, pw, 0, ph)) if ph or pw else image
     out = model(x)
     if isinstance(out, (tuple, list)):
         out = out[0]
     return out[..., :h, :w]
-
-
-def _padded_side(side: int) -> int:
-    return max(MIN_SIDE, -(-side // OUTPUT_STRIDE) * OUTPUT_STRIDE)
 
 
 def _starts(size: int, window: int, stride: int) -> list[int]:

@@ -153,9 +153,7 @@ def build_table(
     wanted = [*wanted, *extra_specs, *check_specs]
     missing = table.missing(wanted)
     # timed before only while other processes were busy: time them again, keep the faster
-    retry = [
-        s for s in dict.fromkeys(wanted) if s.key() in table.entries and table.get(s).disturbed
-    ]
+    retry = [s for s in dict.fromkeys(wanted) if s in table and table.get(s).disturbed]
     todo = [*missing, *retry]
     log.info(
         "latency table %s: %d kernels wanted, %d present, %d to measure%s", out,

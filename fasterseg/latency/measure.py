@@ -501,9 +501,9 @@ def time_interleaved(
             last = i == len(order) - 1
             if meter.elapsed() >= METER_WINDOW_S or last:
                 # a short last window is judged too, beyond the uncertainty of its reading
-                others = meter.others()
-                bad = others - meter.resolution() > DISTURBED_CORES
-                worst = max(worst, others if bad else 0.0)
+                others = _others_disturbing(meter)
+                bad = others > 0
+                worst = max(worst, others)
                 for k, m in window:
                     timed[k].append((m, bad))
                 window = []
@@ -546,9 +546,16 @@ def wait_for_quiet(
         meter.start()
         sleep(METER_WINDOW_S)
         waited += METER_WINDOW_S
-        if meter.others() - meter.resolution() <= DISTURBED_CORES:
+        if not _others_disturbing(meter):
             return True
     return False
+
+
+def _others_disturbing(meter: CpuMeter) -> float:
+    """The cores other processes used in ``meter``'s window when, beyond the uncertainty of
+    the reading, that exceeds :data:`DISTURBED_CORES` (the window is disturbed), else 0."""
+    others = meter.others()
+    return others if others - meter.resolution() > DISTURBED_CORES else 0.0
 
 
 def measure_onnx(
