@@ -61,7 +61,7 @@ def prediction_kind(table: LatencyTable) -> str:
         return "the sum of the table's kernels (the table has no calibration)"
     return (
         f"the sum of the table's kernels calibrated on {c.fitted_on} networks timed end to end "
-        f"(measured ≈ {c.scale:.3f} x sum {c.offset_ms:+.2f} ms)"
+        f"({c.describe()})"
     )
 
 
