@@ -227,6 +227,7 @@ def _cmd_lut_build(args: argparse.Namespace) -> int:
     from .config import load_config
     from .engine.search import window_kernels
     from .latency import build_table
+    from .latency.build import paper_check_spaces
 
     cfg = load_config(args.config, args.overrides)
     given = {
@@ -236,7 +237,10 @@ def _cmd_lut_build(args: argparse.Namespace) -> int:
     }  # fmt: skip
     settings = replace(cfg.latency, **{k: v for k, v in given.items() if v is not None})
     extra = window_kernels(replace(cfg, latency=settings))
-    table = build_table(settings, space=cfg.space, extra_specs=extra, progress=True)
+    table = build_table(
+        settings, space=cfg.space, extra_specs=extra, progress=True,
+        check_spaces=paper_check_spaces(cfg.space) if extra else (),
+    )  # fmt: skip
     print(f"{settings.table}: {len(table.entries)} entries")
     return 0
 
@@ -632,7 +636,9 @@ def _add_lut(sub: _Commands) -> None:
             they stay marked disturbed in FILE and the next build times them again. A new
             kernel more than 10% slower than a strictly larger one of the same operator (most
             likely a disturbed timing) is measured once more and keeps the faster time. At the
-            end latency.check_networks (6) random networks of the space are timed end to end:
+            end latency.check_networks (6) networks of the space (its smallest and largest
+            kind, the others random; as many of the paper's space where the table also
+            predicts the published networks) are timed end to end:
             the table's calibration is fitted on them and its held-out error stored and
             printed (`fasterseg lut show`); predictions use the calibration. The table records
             this device's fingerprint. Every

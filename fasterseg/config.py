@@ -149,9 +149,10 @@ class LatencyConfig:
     least disturbed round. Kernels none of whose rounds escaped other processes are timed once
     more after the machine has been quiet for a moment, if that comes within ``quiet_wait``
     seconds (0: no waiting); those still disturbed stay marked in the table and the next build
-    times them again. At the end of a build ``check_networks`` random networks of the
-    space are timed end to end (0: none), the table's calibration (measured ≈ scale * sum +
-    offset) is fitted on them and its leave-one-out error stored as the table's self-check.
+    times them again. At the end of a build ``check_networks`` networks of the space (its
+    smallest and largest kind, the others random) are timed end to end (0: none), the
+    table's calibration (measured ≈ scale * sum + offset, in relative least squares) is
+    fitted on them and its leave-one-out error stored as the table's self-check.
     ``allow_mismatch`` lets the search use a complete table measured elsewhere (another
     device, backend or thread count: its fingerprint differs from this machine's) with a
     warning, instead of refusing it; such a table is never completed here, so a missing kernel

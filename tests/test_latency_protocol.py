@@ -4,6 +4,7 @@ and the table's self-check against whole networks (fitted, stored, shown, used b
 import ctypes
 import json
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from fasterseg.latency import build as build_mod
 from fasterseg.latency import measure as measure_mod
 from fasterseg.latency.table import LatencyTableError
 from fasterseg.models.network import Network
-from fasterseg.profile import count_params
+from fasterseg.profile import count_params, profile_genotype
 
 TINY = SpaceConfig(layers=4, fch=4, width_choices=(0.5, 1.0))
 H, W = 64, 128
@@ -172,22 +173,32 @@ def test_cpu_meter_reads_other_processes_from_proc_stat(tmp_path, monkeypatch):
     assert not measure_mod.CpuMeter(tmp_path / "missing").available
 
 
-def _relative_scale(sums, meas):
-    """The scale minimising sum((k * s / m - 1) ** 2), by numpy's least squares."""
-    r = np.asarray(sums, float) / np.asarray(meas, float)
-    return float(np.linalg.lstsq(r[:, None], np.ones_like(r), rcond=None)[0][0])
+def _relative_line(sums, meas):
+    """(scale, offset) minimising sum(((a * s + b) / m - 1) ** 2), by numpy's least squares."""
+    s, m = np.asarray(sums, float), np.asarray(meas, float)
+    rows = np.stack([s / m, 1.0 / m], axis=1)
+    a, b = np.linalg.lstsq(rows, np.ones_like(m), rcond=None)[0]
+    return float(a), float(b)
 
 
-def test_calibration_fits_a_scale_in_relative_terms_without_offset():
-    sums, meas = [10.0, 20.0, 40.0], [13.0, 21.0, 44.0]
+def test_calibration_fits_a_line_in_relative_terms():
+    sums, meas = [10.0, 20.0, 40.0, 80.0], [13.0, 21.0, 44.0, 83.0]
     c = Calibration.fit(sums, meas)
-    assert c.offset_ms == 0.0 and c.fitted_on == 3
-    assert c.scale == pytest.approx(_relative_scale(sums, meas), rel=1e-12)
-    # not the absolute least squares through the origin, which the largest network dominates
-    assert abs(c.scale - np.dot(sums, meas) / np.dot(sums, sums)) > 1e-3
-    assert Calibration.fit([50.0], [60.0]).scale == pytest.approx(1.2)
-    assert c.describe() == f"measured ≈ {c.scale:.4f} x sum"
-    assert Calibration(1.5, 2.0, 4).describe() == "measured ≈ 1.5000 x sum +2.000 ms"
+    a, b = _relative_line(sums, meas)
+    assert c.scale == pytest.approx(a, rel=1e-9) and c.offset_ms == pytest.approx(b, rel=1e-9)
+    assert c.fitted_on == 4
+    # not the plain least squares, which the largest network dominates
+    assert abs(c.offset_ms - np.polyfit(sums, meas, 1)[1]) > 0.05
+    exact = Calibration.fit([10.0, 20.0, 50.0], [15.0, 27.0, 63.0])  # 1.2 x + 3 ms
+    assert exact.scale == pytest.approx(1.2) and exact.offset_ms == pytest.approx(3.0)
+    # no line through one network, or through networks of one sum: a scale alone
+    assert Calibration.fit([50.0], [60.0]) == Calibration(1.2, 0.0, 1)
+    same = Calibration.fit([10.0, 10.0], [12.0, 13.0])
+    assert same.offset_ms == 0.0 and same.scale == pytest.approx(
+        float(np.linalg.lstsq(np.array([[10 / 12], [10 / 13]]), np.ones(2), rcond=None)[0][0])
+    )
+    assert c.describe() == f"measured ≈ {c.scale:.4f} x sum {c.offset_ms:+.3f} ms"
+    assert Calibration(1.5, 0.0, 4).describe() == "measured ≈ 1.5000 x sum"
     with pytest.raises(ValueError, match="positive"):
         Calibration.fit([10.0, 0.0], [12.0, 1.0])
     with pytest.raises(ValueError, match="at least one"):
@@ -200,14 +211,56 @@ def test_self_check_is_leave_one_out():
     check = SelfCheck.of("abcd", sums, meas, [False] * 4, 0.0)
     for i, net in enumerate(check.networks):
         rest = [j for j in range(4) if j != i]
-        k = _relative_scale([sums[j] for j in rest], [meas[j] for j in rest])
-        assert net.heldout_ms == pytest.approx(k * sums[i], rel=1e-9)
-        assert net.heldout_error == pytest.approx(abs(k * sums[i] - meas[i]) / meas[i])
-    assert check.calibration().scale == pytest.approx(_relative_scale(sums, meas))
+        a, b = _relative_line([sums[j] for j in rest], [meas[j] for j in rest])
+        assert net.heldout_ms == pytest.approx(a * sums[i] + b, rel=1e-9)
+        assert net.heldout_error == pytest.approx(abs(a * sums[i] + b - meas[i]) / meas[i])
+    assert check.calibration().scale == pytest.approx(_relative_line(sums, meas)[0])
     assert check.passed is False
-    assert check.heldout_error_max > 0.10  # 13 for 10 is 1.3x where the others are 1.05-1.2x
+    assert check.heldout_error_max > 0.10  # 10 -> 13 is off the line of the others
     with pytest.raises(ValueError, match="at least 3"):
         SelfCheck.of("ab", sums[:2], meas[:2], [False] * 2, 0.0)
+
+
+def test_check_networks_span_their_space_from_the_smallest_to_the_largest():
+    small, large, *others = build_mod.check_genotypes(TINY, 5)
+    low, high = min(TINY.width_choices), max(TINY.width_choices)
+    assert small.stem_width == TINY.student_stem_width and large.stem_width == 1.0
+    for geno, width, last in ((small, low, 1), (large, high, 0)):
+        assert [b.last_scale for b in geno.branches] == [2, last]
+        assert all(w == width for b in geno.branches for w in b.widths[:-1])
+    macs = [profile_genotype(g, height=H, width=W)["macs"] for g in (small, large, *others)]
+    assert macs[0] == min(macs) and macs[1] == max(macs)
+    assert len(others) == 3
+    assert small.branches[0].path[:3] == (0, 1, 2) and large.branches[0].path[-3:] == (0, 1, 2)
+    assert [g.name for g in build_mod.check_genotypes(TINY, 3, prefix="p")] == ["p0", "p1", "p2"]
+    # the published networks' space joins the check where the table predicts them
+    assert build_mod.paper_check_spaces(SpaceConfig()) == ()
+    (paper,) = build_mod.paper_check_spaces(replace(TINY, num_classes=7))
+    assert paper == replace(SpaceConfig(), num_classes=7)
+
+
+def test_check_spaces_join_the_self_check_and_another_check_is_redone(tmp_path, monkeypatch):
+    networks = []
+
+    def timer(module, inputs, **settings):
+        if isinstance(module, Network):
+            networks.append(module.genotype.name)
+        return _linear_timer(1.2, 3.0)(module, inputs)
+
+    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(timer))
+    other = replace(TINY, fch=8)
+    settings = _settings(tmp_path, check_networks=3)
+    table = build_table(settings, space=TINY, specs=[], check_spaces=(other,), progress=False)
+    named = ["check0", "check1", "check2", "check-space1-0", "check-space1-1", "check-space1-2"]
+    assert networks == named and [n.name for n in table.self_check.networks] == named
+    for geno in build_mod.check_genotypes(other, 3, prefix="check-space1-"):
+        assert not table.missing(build_mod.genotype_kernels(geno, H, W, 19))
+    networks.clear()  # the same checks again: nothing to measure, the check stands
+    build_table(settings, space=TINY, specs=[], check_spaces=(other,), progress=False)
+    assert networks == []
+    # without the other space nothing is missing, but the stored check is of other networks
+    table = build_table(settings, space=TINY, specs=[], progress=False)
+    assert networks == named[:3] and len(table.self_check.networks) == 3
 
 
 def _linear_timer(scale, offset_ms, *, disturbed=False, bend=None):
@@ -230,10 +283,10 @@ def _settings(tmp_path, **kw):
 
 
 def test_build_fits_and_stores_the_calibration_on_its_check_networks(tmp_path, monkeypatch):
-    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(_linear_timer(1.2, 0.0)))
+    monkeypatch.setattr(build_mod, "time_interleaved", fake_timer(_linear_timer(1.2, 3.0)))
     table = build_table(_settings(tmp_path, check_networks=4), space=TINY, progress=False)
     c, check = table.calibration, table.self_check
-    assert c.scale == pytest.approx(1.2) and c.offset_ms == 0.0 and c.fitted_on == 4
+    assert c.scale == pytest.approx(1.2) and c.offset_ms == pytest.approx(3.0) and c.fitted_on == 4
     assert check.passed and check.heldout_error_max < 1e-9
     assert [n.name for n in check.networks] == [f"check{i}" for i in range(4)]
     loaded = LatencyTable.load(tmp_path / "lut.json")
@@ -242,7 +295,7 @@ def test_build_fits_and_stores_the_calibration_on_its_check_networks(tmp_path, m
     geno = build_mod.check_genotypes(TINY, 4)[0]
     plain = genotype_latency(geno, loaded, height=H, width=W, num_classes=19, calibrated=False)
     assert genotype_latency(geno, loaded, height=H, width=W, num_classes=19) == pytest.approx(
-        1.2 * plain
+        1.2 * plain + 3.0
     )
     summary = loaded.summary()
     assert "self-check on 4 networks" in summary and "predictions use it" in summary
@@ -254,7 +307,8 @@ def test_a_failing_check_re_measures_the_kernels_it_was_wrong_on(tmp_path, monke
     def bent(module, inputs, **settings):
         if not isinstance(module, Network):
             kernels.append(1)
-        return _linear_timer(1.0, 0.0, bend=lambda n: 110.0 if n == "check2" else 0.0)(
+        # check0, the smallest network (291 ms of kernels), measured 1.3x its sum
+        return _linear_timer(1.0, 0.0, bend=lambda n: 90.0 if n == "check0" else 0.0)(
             module, inputs
         )
 
@@ -263,10 +317,10 @@ def test_a_failing_check_re_measures_the_kernels_it_was_wrong_on(tmp_path, monke
     settings = _settings(tmp_path, check_networks=4)
     table = build_table(settings, space=TINY, specs=[], progress=False)
     check_kernels = {
-        s.key() for s in build_mod.genotype_kernels(build_mod.check_genotypes(TINY, 4)[2], H, W, 19)
+        s.key() for s in build_mod.genotype_kernels(build_mod.check_genotypes(TINY, 4)[0], H, W, 19)
     }
     first = len(table)  # the specs are empty: the table holds the check networks' kernels
-    assert len(kernels) == first + len(check_kernels)  # check2's kernels timed a second time
+    assert len(kernels) == first + len(check_kernels)  # check0's kernels timed a second time
     assert not table.self_check.passed and not table.self_check.disturbed
     assert table.calibration is not None  # undisturbed: a (poor) calibration is still kept
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

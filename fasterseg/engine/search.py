@@ -53,6 +53,7 @@ from ..latency import (
     latency_loss,
     space_kernels,
 )
+from ..latency.build import paper_check_spaces
 from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
 from ..models import load_genotype
@@ -372,7 +373,11 @@ def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
                 "it on its device or use a table of this machine"
             )
         return table
-    return build_table(lat, space=cfg.space, extra_specs=window_kernels(cfg), progress=progress)
+    extra = window_kernels(cfg)
+    return build_table(
+        lat, space=cfg.space, extra_specs=extra, progress=progress,
+        check_spaces=paper_check_spaces(cfg.space) if extra else (),
+    )  # fmt: skip
 
 
 def search(

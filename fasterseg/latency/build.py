@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import LatencyConfig, SpaceConfig
 from ..errors import ConfigError
-from ..genotype import Genotype
+from ..genotype import Branch, Genotype
 from ..models.network import Network
 from ..progress import progress_bar
 from .enumerate import check_resolution, genotype_kernels, random_genotype, space_kernels
@@ -41,21 +42,46 @@ CHUNK = 60
 NETWORK_BUDGET = 10
 
 
-def check_genotypes(space: SpaceConfig, count: int) -> list[Genotype]:
-    """The ``count`` networks a build's self-check times: random architectures of ``space``
-    (seeded, alternately student- and teacher-wide, two or three branches' ends), the same
-    for every build of that space."""
+def check_genotypes(space: SpaceConfig, count: int, prefix: str = "check") -> list[Genotype]:
+    """The ``count`` networks a build's self-check times, named ``{prefix}{i}``, the same for
+    every build of that space: the first two are the smallest and the largest kind of
+    network of ``space`` (student stem and head, every layer at the narrowest width,
+    down-sampling as early as it can, the second branch ending at 1/16; teacher, the widest,
+    down-sampling as late as it can, ending at 1/8; operators drawn at random), the others
+    random architectures (seeded, alternately student- and teacher-wide, two or three
+    branches' ends). The two ends make the check span the sizes a table is asked about, so
+    that its calibration's offset is measured rather than extrapolated."""
     rng = random.Random("fasterseg latency self-check")
-    return [
-        random_genotype(
-            space,
-            rng,
-            role=("student", "teacher")[i % 2],
-            lasts=(2, rng.choice((0, 1))),
-            name=f"check{i}",
-        )
-        for i in range(count)
-    ]
+    out = []
+    for i in range(count):
+        role = ("student", "teacher")[i % 2]
+        last = (1, 0)[i % 2] if i < 2 else rng.choice((0, 1))
+        geno = random_genotype(space, rng, role=role, lasts=(2, last), name=f"{prefix}{i}")
+        if i < 2:
+            ends = tuple(_extreme(b, space, large=i == 1) for b in geno.branches)
+            geno = replace(geno, branches=ends)
+        out.append(geno.validate())
+    return out
+
+
+def _extreme(branch: Branch, space: SpaceConfig, *, large: bool) -> Branch:
+    """``branch`` with every layer but the head at the widest (``large``) or narrowest width
+    and its down-sampling layers as late (``large``) or as early as they can be."""
+    layers, downs = len(branch.widths), branch.path[-1]
+    first = layers - 1 - downs if large else 0
+    path = [0]
+    for i in range(layers - 1):
+        path.append(path[-1] + (first <= i < first + downs))
+    width = max(space.width_choices) if large else min(space.width_choices)
+    return Branch(branch.ops, tuple(path), (width,) * (layers - 1) + branch.widths[-1:])
+
+
+def paper_check_spaces(space: SpaceConfig) -> tuple[SpaceConfig, ...]:
+    """The extra ``check_spaces`` of :func:`build_table` for a table of ``space`` that also
+    predicts the published networks (a relative latency window, the pipeline's report): the
+    paper's space (with ``space``'s classes), unless ``space`` is that space."""
+    paper = replace(SpaceConfig(), num_classes=space.num_classes)
+    return () if replace(space, gumbel_temperature=paper.gumbel_temperature) == paper else (paper,)
 
 
 def _sibling_group(spec: OpSpec) -> tuple[object, ...]:
@@ -96,6 +122,7 @@ def build_table(
     save_every: int = CHUNK,
     recheck: bool = True,
     progress: bool = True,
+    check_spaces: Sequence[SpaceConfig] = (),
 ) -> LatencyTable:
     """Measure every kernel of ``space`` that the table file ``settings.table`` lacks, check
     the table against whole networks; save and return it.
@@ -106,7 +133,9 @@ def build_table(
     interleaved rounds, :func:`~fasterseg.latency.measure.time_interleaved`) and the statistic
     kept. The kernels are :func:`space_kernels` ``(space, height, width, resize_mode)``
     (``space`` defaults to the paper's), or exactly ``specs`` when given, plus
-    ``extra_specs``, plus those of the self-check's networks. An existing table at
+    ``extra_specs``, plus those of the self-check's networks (``settings.check_networks``
+    of ``space`` and as many of each of ``check_spaces``, for a table that also predicts
+    networks of other spaces: the pipeline's report profiles the paper's). An existing table at
     ``settings.table`` is loaded first (its fingerprint must match this device, backend, thread
     count, resolution and statistic, else LatencyTableError) and only missing entries, and those
     marked disturbed (timed before only while other processes were busy), are measured,
@@ -148,6 +177,8 @@ def build_table(
     space = space if space is not None else SpaceConfig()
     wanted = list(specs) if specs is not None else space_kernels(space, height, width, resize_mode)
     checked = check_genotypes(space, n_check)
+    for k, other in enumerate(check_spaces):
+        checked += check_genotypes(other, n_check, prefix=f"check-space{k + 1}-")
     classes = space.num_classes
     check_specs = [s for g in checked for s in genotype_kernels(g, height, width, classes)]
     wanted = [*wanted, *extra_specs, *check_specs]
@@ -227,7 +258,11 @@ def build_table(
                 "%d of them faster the second time",
                 out, len(suspects), faster,
             )  # fmt: skip
-    stale = table.self_check is None or not table.self_check.passed
+    stale = (
+        table.self_check is None
+        or not table.self_check.passed
+        or [n.name for n in table.self_check.networks] != [g.name for g in checked]
+    )
     if checked and (todo or stale):
         budget = NETWORK_BUDGET * settings.min_time
         check = _self_check(

@@ -129,8 +129,7 @@ class Calibration:
 
     Fitted on networks measured end to end (``fitted_on`` of them); it absorbs what the
     kernels miss when timed alone (per-call overhead, cache and memory traffic between
-    kernels). :meth:`fit` fits ``scale`` alone (``offset_ms`` 0); tables written before
-    that may carry an offset, which :meth:`apply` keeps using.
+    kernels).
     """
 
     scale: float
@@ -152,24 +151,31 @@ class Calibration:
 
     @classmethod
     def fit(cls, predicted: Iterable[float], measured: Iterable[float]) -> Calibration:
-        """The ``scale`` that best maps ``predicted`` sums to ``measured`` latencies in relative
-        terms (least squares of ``scale * p / m - 1``), with no offset.
+        """The ``scale`` and ``offset_ms`` that best map ``predicted`` sums to ``measured``
+        latencies in relative terms (least squares of ``(scale * p + offset) / m - 1``, so a
+        large network does not outweigh a small one); a scale alone where the sums do not
+        determine a line (one network, or all of one sum).
 
-        Why no offset: a build fits on a few networks (6 by default) whose sums span a narrow
-        range, where an intercept is mostly noise and a line through them extrapolates that
-        noise to every smaller or larger network. On 18 networks timed twice at 256x512 (a
-        2-core Xeon VM), the scale alone fitted on random sixes predicted the other twelve
-        with a smaller error (rms 3.7 % / 2.8 %) than the line (4.2 % / 3.0 %); the intercepts
-        of the lines fitted by the predictor benchmark's builds changed sign between runs
-        (-1.9 ms, +4.2 ms, +8.2 ms).
+        The offset is real: small networks run further above their summed kernels than large
+        ones (a demo-space network 1.36x its sum, the paper's teacher 1.12x, in one table),
+        but it is only measured when the fitted networks differ in size: the self-check's
+        networks include the smallest and the largest of their space for that reason
+        (:func:`fasterseg.latency.build.check_genotypes`).
         """
         p, m = list(map(float, predicted)), list(map(float, measured))
         if len(p) != len(m) or len(p) < 1:
             raise ValueError(f"need at least one (predicted, measured) pair, got {len(p)}")
         if any(not (x > 0 and y > 0) for x, y in zip(p, m)):
             raise ValueError("cannot fit a calibration: latencies must be positive")
-        r = [x / y for x, y in zip(p, m)]
-        return cls(scale=sum(r) / sum(x * x for x in r), offset_ms=0.0, fitted_on=len(p))
+        u = [x / y for x, y in zip(p, m)]  # the scale's column, relative to each network
+        v = [1.0 / y for y in m]  # the offset's column
+        uu, uv, vv = sum(a * a for a in u), sum(a * b for a, b in zip(u, v)), sum(b * b for b in v)
+        su, sv = sum(u), sum(v)
+        det = uu * vv - uv * uv
+        if len(p) < 2 or det <= 1e-9 * uu * vv:
+            return cls(scale=su / uu, offset_ms=0.0, fitted_on=len(p))
+        scale = (su * vv - sv * uv) / det
+        return cls(scale=scale, offset_ms=(sv * uu - su * uv) / det, fitted_on=len(p))
 
 
 #: A self-check passes when every held-out prediction lies within this fraction of its network.
