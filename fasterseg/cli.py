@@ -225,9 +225,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- latency table / search
 def _cmd_lut_build(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .engine.search import window_kernels
+    from .engine.search import table_check_spaces, window_kernels
     from .latency import build_table
-    from .latency.build import paper_check_spaces
 
     cfg = load_config(args.config, args.overrides)
     given = {
@@ -239,7 +238,7 @@ def _cmd_lut_build(args: argparse.Namespace) -> int:
     extra = window_kernels(replace(cfg, latency=settings))
     table = build_table(
         settings, space=cfg.space, extra_specs=extra, progress=True,
-        check_spaces=paper_check_spaces(cfg.space) if extra else (),
+        check_spaces=table_check_spaces(cfg),
     )  # fmt: skip
     print(f"{settings.table}: {len(table.entries)} entries")
     return 0

@@ -220,3 +220,22 @@ def test_the_latency_term_moves_a_slow_student_into_its_window(data, tmp_path):
     assert all(chosen_ms(r) >= 12.5 for r in without)
     # the term pulls the student down: every epoch after the first is faster than without it
     assert all(chosen_ms(a) < chosen_ms(b) for a, b in zip(with_term[1:], without[1:]))
+
+
+def test_a_relative_window_checks_its_table_on_the_papers_space_too():
+    """The table of a search with a relative window predicts a published network: its
+    self-check then also times networks of the paper's space; an ms window adds none, and
+    neither does a search of the paper's space itself."""
+    from dataclasses import replace
+
+    from fasterseg.config import SpaceConfig
+    from fasterseg.engine.search import table_check_spaces
+
+    cfg = load_config(ROOT / "fasterseg" / "recipes" / "search_demo.yaml")
+    assert cfg.budget.relative_to and cfg.space != SpaceConfig()
+    assert table_check_spaces(cfg) == (replace(SpaceConfig(), num_classes=cfg.space.num_classes),)
+    window = {"relative_to": "", "relative_min": None, "relative_max": None}
+    absolute = replace(cfg, budget=replace(cfg.budget, **window, min_ms=10.0, max_ms=20.0))
+    assert table_check_spaces(absolute) == ()
+    paper = replace(cfg, space=SpaceConfig(num_classes=cfg.space.num_classes))
+    assert table_check_spaces(paper) == ()

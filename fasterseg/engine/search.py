@@ -37,7 +37,14 @@ from torch import Tensor
 
 from .. import distributed as dist
 from ..arch import NUM_SCALES
-from ..config import BudgetConfig, Config, ReferenceConfig, SelectionConfig, config_to_dict
+from ..config import (
+    BudgetConfig,
+    Config,
+    ReferenceConfig,
+    SelectionConfig,
+    SpaceConfig,
+    config_to_dict,
+)
 from ..data.datasets import SegmentationFolder
 from ..data.transforms import endless_loader
 from ..decode import DecodeOptions, encode
@@ -111,6 +118,12 @@ def window_kernels(cfg: Config) -> list[OpSpec]:
     lat = cfg.latency
     return genotype_kernels(_relative_genotype(cfg.budget), lat.height, lat.width,
                             cfg.space.num_classes)  # fmt: skip
+
+
+def table_check_spaces(cfg: Config) -> tuple[SpaceConfig, ...]:
+    """The ``check_spaces`` of ``cfg``'s table (:func:`~fasterseg.latency.build_table`): the
+    paper's space where a relative window predicts a published network on it, else none."""
+    return paper_check_spaces(cfg.space) if window_kernels(cfg) else ()
 
 
 def _relative_genotype(budget: BudgetConfig) -> Genotype:
@@ -373,10 +386,9 @@ def search_table(cfg: Config, *, progress: bool = True) -> LatencyTable:
                 "it on its device or use a table of this machine"
             )
         return table
-    extra = window_kernels(cfg)
     return build_table(
-        lat, space=cfg.space, extra_specs=extra, progress=progress,
-        check_spaces=paper_check_spaces(cfg.space) if extra else (),
+        lat, space=cfg.space, extra_specs=window_kernels(cfg), progress=progress,
+        check_spaces=table_check_spaces(cfg),
     )  # fmt: skip
 
 

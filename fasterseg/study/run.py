@@ -360,6 +360,7 @@ def _same_plan(settings: Any, pcfg: PipelineConfig, searched: Genotype) -> bool:
 
 def _table(done: Any, genotypes: dict[str, Genotype]) -> Any:
     """The search's table, completed with the kernels of ``genotypes`` it lacks."""
+    from ..engine.search import table_check_spaces
     from ..latency import build_table, genotype_kernels
 
     lat, space = done.search_cfg.latency, done.search_cfg.space
@@ -368,7 +369,10 @@ def _table(done: Any, genotypes: dict[str, Genotype]) -> Any:
         for g in genotypes.values()
         for s in genotype_kernels(g, lat.height, lat.width, space.num_classes)
     ]
-    return build_table(lat, space=space, extra_specs=extra, progress=False)
+    return build_table(
+        lat, space=space, extra_specs=extra, progress=False,
+        check_spaces=table_check_spaces(done.search_cfg),  # as the search built it
+    )  # fmt: skip
 
 
 def _plan(pcfg: PipelineConfig, done: Any, say: Callable[[str], None]) -> dict[str, Any]:
