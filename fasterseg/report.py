@@ -900,8 +900,9 @@ def render_report_markdown(report: Mapping[str, Any]) -> str:
     h, w = report["resolution"]
     lines += [
         "",
-        f"MACs and latency at {h}x{w}; predicted latency is the lookup-table sum, "
-        'measured latency the timed forward pass; "-": not available.',
+        f"MACs and latency at {h}x{w}; predicted latency is the lookup-table sum (calibrated "
+        'when the table has a calibration: see the notes below), measured latency the timed '
+        'forward pass; "-": not available.',
     ]
 
     plots: Mapping[str, str] = report.get("plots") or {}
